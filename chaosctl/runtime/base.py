@@ -1,0 +1,133 @@
+"""The interface every runtime backend implements, and the values it returns.
+
+The CLI, the chaos injector and the game-day talk to the stack only through `Backend`, so a
+new way of running the stack (containers, a remote host) is one more subclass.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from chaosctl.config import SERVICES
+
+# Processes that are not shop services but belong to the stack all the same.
+INFRA: tuple[str, ...] = ("redis", "prometheus")
+ALL_PROCESSES: tuple[str, ...] = INFRA + SERVICES
+
+# Health values a process entry can carry (besides a service's own ok/degraded/down).
+HEALTH_PAUSED = "paused"
+HEALTH_KILLED = "killed"
+HEALTH_STOPPED = "stopped"
+HEALTH_UNREACHABLE = "unreachable"
+
+
+@dataclass
+class ProcessStatus:
+    """One process of the stack (one replica of a service, or redis / prometheus).
+
+    `pid` is None when the process is expected but not running. `health` is the service's own
+    /health status ("ok", "degraded", "down") when it answered, else one of "unreachable",
+    "paused", "killed", "stopped".
+    """
+
+    name: str
+    replica: int
+    pid: int | None
+    port: int
+    alive: bool
+    paused: bool
+    health: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}.{self.replica}"
+
+    @property
+    def healthy(self) -> bool:
+        return self.alive and not self.paused and self.health == "ok"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class StackStatus:
+    """What the stack looks like now: one entry per expected process, running or not."""
+
+    backend: str
+    home: str
+    processes: list[ProcessStatus]
+    expected: dict[str, int]  # process name -> replica count the stack should have
+    started: list[str] = field(default_factory=list)  # labels started by this call
+
+    @property
+    def healthy(self) -> bool:
+        return bool(self.processes) and all(p.healthy for p in self.processes)
+
+    def to_json(self) -> dict[str, Any]:
+        """The stable `stack status --json` shape (documented in the CLI help)."""
+        return {
+            "backend": self.backend,
+            "home": self.home,
+            "processes": [p.to_json() for p in self.processes],
+            "healthy": self.healthy,
+        }
+
+
+@dataclass
+class StoppedProcess:
+    """A process `down`/`restart`/`scale` dealt with; `how` is terminated, killed or stale."""
+
+    name: str
+    replica: int
+    pid: int
+    how: str
+
+
+# Called as each process becomes ready during up/restart/scale/start (the CLI shows progress).
+ReadyCallback = Callable[[ProcessStatus], None]
+
+
+class Backend(abc.ABC):
+    """Start, stop and break the stack. Core code: never prints, raises ChaosctlError."""
+
+    name: str = "abstract"
+
+    @abc.abstractmethod
+    def up(self, on_ready: ReadyCallback | None = None) -> StackStatus: ...
+
+    @abc.abstractmethod
+    def down(self, purge: bool = False) -> list[StoppedProcess]: ...
+
+    @abc.abstractmethod
+    def status(self) -> StackStatus: ...
+
+    @abc.abstractmethod
+    def restart(
+        self, services: list[str], on_ready: ReadyCallback | None = None
+    ) -> StackStatus: ...
+
+    @abc.abstractmethod
+    def scale(
+        self, service: str, replicas: int, on_ready: ReadyCallback | None = None
+    ) -> StackStatus: ...
+
+    @abc.abstractmethod
+    def kill(self, service: str) -> list[StoppedProcess]: ...
+
+    @abc.abstractmethod
+    def start(self, service: str, on_ready: ReadyCallback | None = None) -> StackStatus: ...
+
+    @abc.abstractmethod
+    def pause(self, service: str) -> list[int]: ...
+
+    @abc.abstractmethod
+    def resume(self, service: str) -> list[int]: ...
+
+    @abc.abstractmethod
+    def logs(
+        self, service: str | None = None, tail: int = 50, follow: bool = False
+    ) -> Iterator[str]: ...
