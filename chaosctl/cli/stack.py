@@ -1,0 +1,227 @@
+"""`chaosctl stack ...`: parse options, call the runtime backend, render, pick the exit code."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from chaosctl.runtime.base import Backend, ProcessStatus, StackStatus
+
+STATUS_JSON_HELP = """--json prints one object (stable shape):
+
+\b
+{"backend": "local", "home": str,
+ "processes": \\[{"name": str, "replica": int, "pid": int|null, "port": int,
+     "alive": bool, "paused": bool,
+     "health": "ok|degraded|down|unreachable|paused|killed|stopped"}],
+ "healthy": bool}
+"""
+
+stack_app = typer.Typer(
+    name="stack",
+    help=(
+        "Run the bundled shop stack on this machine: redis-server, prometheus and the five "
+        "services (gateway, orders, payments, inventory, notifications) as separate processes. "
+        "Ports come from CHAOSCTL_*_PORT or the config file; state (pids, logs, data, admin "
+        "token) lives under CHAOSCTL_HOME."
+    ),
+    no_args_is_help=True,
+)
+
+_SERVICE_HELP = "One of: redis, prometheus, gateway, orders, payments, inventory, notifications."
+Service = Annotated[str, typer.Argument(help=_SERVICE_HELP)]
+Json = Annotated[bool, typer.Option("--json", help="JSON output (shape in this help).")]
+
+
+def _backend(ctx: typer.Context) -> Backend:
+    from chaosctl.config import load_settings
+    from chaosctl.runtime import get_backend
+
+    return get_backend(load_settings(home=(ctx.obj or {}).get("home")))
+
+
+def _err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def _progress(proc: ProcessStatus) -> None:
+    _err(f"  ready  {proc.label:<16} pid {proc.pid:<8} port {proc.port}")
+
+
+def _state(p: ProcessStatus) -> str:
+    if p.paused:
+        return "paused"
+    if p.alive:
+        return "running"
+    return p.health  # killed / stopped
+
+
+def _render_status(status: StackStatus) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    colours = {"ok": "green", "degraded": "yellow", "paused": "yellow"}
+    table = Table(title=f"stack ({status.backend}, home {status.home})")
+    for col in ("process", "replica", "pid", "port", "health", "state"):
+        table.add_column(col, justify="right" if col in ("replica", "pid", "port") else "left")
+    for p in status.processes:
+        colour = colours.get(p.health, "red")
+        table.add_row(p.name, str(p.replica), str(p.pid or "-"), str(p.port),
+                      f"[{colour}]{p.health}[/]", _state(p))
+    console = Console()
+    console.print(table)
+    verdict = "[green]healthy[/]" if status.healthy else "[bold red]not healthy[/]"
+    console.print(f"stack is {verdict}")
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2))
+
+
+@stack_app.callback()
+def stack_options(
+    ctx: typer.Context,
+    home: Annotated[Path | None, typer.Option(
+        "--home", help="State directory (default: $CHAOSCTL_HOME or the user state dir).",
+    )] = None,
+) -> None:
+    ctx.obj = {"home": home}
+
+
+@stack_app.command(help=(
+    "Start everything that is not running and wait until all of it is ready. A second `up` "
+    "changes nothing. Fails (exit 1) naming the process that did not start, with its log "
+    "tail; exit 2 for a port in use, a stale pid file or a missing binary.\n\n"
+    "--json prints the `stack status --json` object plus \"started\": [\"NAME.REPLICA\"]."))
+def up(ctx: typer.Context, as_json: Json = False) -> None:
+    backend = _backend(ctx)
+    _err("starting the stack ...")
+    status = backend.up(on_ready=_progress)
+    if as_json:
+        _print_json({**status.to_json(), "started": status.started})
+        return
+    if not status.started:
+        _err("stack already running; nothing changed")
+    for name in ("gateway", "prometheus"):
+        proc = next(p for p in status.processes if p.name == name)
+        typer.echo(f"{name}: http://127.0.0.1:{proc.port}")
+    typer.echo(f"stack is up ({len(status.processes)} processes, home {status.home})")
+
+
+@stack_app.command(help=(
+    "Stop exactly the processes `up` started (SIGTERM, SIGKILL after a timeout). Data is kept "
+    "unless --purge.\n\n--json prints [{\"name\", \"replica\", \"pid\", \"how\"}] where how is "
+    "terminated, killed or stale."))
+def down(
+    ctx: typer.Context,
+    purge: Annotated[bool, typer.Option(
+        "--purge", help="Also delete data/ and Prometheus data.")] = False,
+    as_json: Json = False,
+) -> None:
+    from dataclasses import asdict
+
+    stopped = _backend(ctx).down(purge=purge)
+    if as_json:
+        _print_json([asdict(s) for s in stopped])
+        return
+    for s in stopped:
+        typer.echo(f"{s.how:<10} {s.name}.{s.replica} (pid {s.pid})")
+    typer.echo("stack is down" + (" and purged" if purge else "") if stopped
+               else "nothing was running" + ("; data purged" if purge else ""))
+
+
+@stack_app.command(help=(
+    "Each process of the stack: replica, pid, port, health, state (running, paused, killed, "
+    "stopped). Exit 0 when every expected process is alive and healthy, 1 otherwise.\n\n"
+    + STATUS_JSON_HELP))
+def status(ctx: typer.Context, as_json: Json = False) -> None:
+    result = _backend(ctx).status()
+    if as_json:
+        _print_json(result.to_json())
+    else:
+        _render_status(result)
+    raise typer.Exit(0 if result.healthy else 1)
+
+
+@stack_app.command(help="Show a process's log (all of them when SERVICE is omitted). "
+                   "--follow keeps printing new lines until Ctrl-C.")
+def logs(
+    ctx: typer.Context,
+    service: Annotated[str | None, typer.Argument(help=_SERVICE_HELP)] = None,
+    tail: Annotated[int, typer.Option(
+        "--tail", "-n", min=0, help="Lines to show from each log.")] = 50,
+    follow: Annotated[bool, typer.Option(
+        "--follow", "-f", help="Keep printing new lines until Ctrl-C.")] = False,
+) -> None:
+    lines = _backend(ctx).logs(service, tail=tail, follow=follow)
+    try:
+        for line in lines:
+            typer.echo(line)
+            if follow:
+                sys.stdout.flush()
+    except KeyboardInterrupt:
+        return  # Ctrl-C is how --follow ends; not an error
+
+
+@stack_app.command(help="Stop and start services (all their replicas); data survives.")
+def restart(
+    ctx: typer.Context,
+    services: Annotated[list[str], typer.Argument(help=_SERVICE_HELP)],
+) -> None:
+    _backend(ctx).restart(services, on_ready=_progress)
+    typer.echo(f"restarted {', '.join(services)}")
+
+
+@stack_app.command(help=(
+    "Run N replicas of a service on its one port (SO_REUSEPORT spreads connections). Scaling "
+    "down stops the highest-numbered replicas. Example: chaosctl stack scale orders=3"))
+def scale(
+    ctx: typer.Context,
+    specs: Annotated[list[str], typer.Argument(metavar="SERVICE=N...", help="e.g. orders=3")],
+) -> None:
+    from chaosctl.errors import InvalidInputError
+
+    parsed: list[tuple[str, int]] = []
+    for spec in specs:
+        name, sep, count = spec.partition("=")
+        if not sep or not count.strip().isdigit():
+            raise InvalidInputError(f"bad scale spec {spec!r}; expected SERVICE=N, e.g. orders=3")
+        parsed.append((name.strip(), int(count)))
+    backend = _backend(ctx)
+    for name, count in parsed:
+        backend.scale(name, count, on_ready=_progress)
+        typer.echo(f"{name}: {count} replica(s)")
+
+
+@stack_app.command(help="SIGKILL every replica of a service (chaos). `status` shows it killed; "
+                   "`start` brings it back.")
+def kill(ctx: typer.Context, service: Service) -> None:
+    for s in _backend(ctx).kill(service):
+        typer.echo(f"{s.how:<10} {s.name}.{s.replica} (pid {s.pid})")
+
+
+@stack_app.command(help="Start a killed or stopped service with its recorded replica count.")
+def start(ctx: typer.Context, service: Service) -> None:
+    _backend(ctx).start(service, on_ready=_progress)
+    typer.echo(f"{service} started")
+
+
+@stack_app.command(help="Freeze every replica of a service (SIGSTOP); `resume` thaws it.")
+def pause(ctx: typer.Context, service: Service) -> None:
+    pids = _backend(ctx).pause(service)
+    typer.echo(f"paused {service} (pids {', '.join(map(str, pids))})")
+
+
+@stack_app.command(help="Thaw a paused service (SIGCONT).")
+def resume(ctx: typer.Context, service: Service) -> None:
+    pids = _backend(ctx).resume(service)
+    typer.echo(f"resumed {service} (pids {', '.join(map(str, pids))})")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(stack_app, name="stack")
