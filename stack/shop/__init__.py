@@ -1,0 +1,1 @@
+"""The bundled shop stack: five FastAPI services sharing one resilience package."""

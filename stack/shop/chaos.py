@@ -1,0 +1,147 @@
+"""Chaos faults read from Redis (the runbook's keys), and the /chaos/config endpoints.
+
+Every key is written with a TTL so nothing lingers; reads are cached for half a second so a
+busy service does not hit Redis on every request, and a Redis outage means "no chaos".
+"""
+
+import asyncio
+import random
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from shop import metrics
+from shop.settings import ShopSettings
+from shop.web import ApiError, require_admin
+
+# fault name -> (kind, upper bound); kind "rate" is a probability, "ms" a duration.
+FAULTS: dict[str, dict[str, tuple[str, float]]] = {
+    "payments": {"error_rate": ("rate", 1.0), "latency_ms": ("ms", 60000.0)},
+    "inventory": {"lock_contention_ms": ("ms", 60000.0), "error_rate": ("rate", 1.0)},
+}
+CACHE_S = 0.5
+
+
+def key_of(service: str, fault: str) -> str:
+    return f"chaos:{service}:{fault}"
+
+
+class ChaosStore:
+    def __init__(self, service: str, redis, default_ttl_s: int) -> None:  # noqa: ANN001
+        self.service, self.redis, self.default_ttl_s = service, redis, default_ttl_s
+        self.faults = FAULTS[service]
+        self._cache: dict[str, float] = {}
+        self._cache_at = 0.0
+        self._lock = asyncio.Lock()
+        self.redis_ok = True
+
+    async def current(self) -> dict[str, float]:
+        """Active faults (value > 0), from a cache at most CACHE_S old."""
+        if time.monotonic() - self._cache_at < CACHE_S:
+            return self._cache
+        async with self._lock:
+            if time.monotonic() - self._cache_at < CACHE_S:
+                return self._cache
+            values: dict[str, float] = {}
+            try:
+                raw = await self.redis.mget([key_of(self.service, f) for f in self.faults])
+                self.redis_ok = True
+            except Exception:  # noqa: BLE001 - Redis down means no chaos, not an outage
+                raw = [None] * len(self.faults)
+                self.redis_ok = False
+            for fault, value in zip(self.faults, raw, strict=True):
+                try:
+                    number = float(value) if value is not None else 0.0
+                except ValueError:
+                    number = 0.0
+                if number > 0:
+                    values[fault] = number
+            self._cache, self._cache_at = values, time.monotonic()
+            return values
+
+    async def describe(self) -> dict[str, Any]:
+        keys = [key_of(self.service, f) for f in self.faults]
+        pipe = self.redis.pipeline()
+        for key in keys:
+            pipe.get(key)
+            pipe.ttl(key)
+        raw = await pipe.execute()
+        faults = {}
+        for i, fault in enumerate(self.faults):
+            value, ttl = raw[2 * i], raw[2 * i + 1]
+            faults[fault] = {
+                "key": keys[i],
+                "value": float(value) if value is not None else None,
+                "ttl_s": int(ttl) if value is not None and ttl is not None and ttl >= 0 else None,
+            }
+        return {"service": self.service, "faults": faults}
+
+    async def set(self, values: dict[str, float], ttl_s: int) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        for fault, value in values.items():
+            pipe.set(key_of(self.service, fault), repr(float(value)) if self.faults[fault][0]
+                     == "rate" else str(int(value)), ex=ttl_s)
+        await pipe.execute()
+        self._cache_at = 0.0
+
+    async def clear(self, fault: str | None = None) -> list[str]:
+        keys = [key_of(self.service, f) for f in self.faults if fault in (None, f)]
+        await self.redis.delete(*keys)
+        self._cache_at = 0.0
+        return keys
+
+    # -- applying faults ---------------------------------------------------------------
+    async def maybe_fail(self, fault: str = "error_rate") -> bool:
+        rate = (await self.current()).get(fault, 0.0)
+        if rate > 0 and random.random() < rate:
+            metrics.chaos_injected_total.labels(self.service, fault).inc()
+            return True
+        return False
+
+
+def _body_model(service: str) -> type[BaseModel]:
+    fields: dict[str, Any] = {}
+    for fault, (kind, upper) in FAULTS[service].items():
+        if kind == "rate":
+            fields[fault] = (float | None, Field(default=None, ge=0.0, le=upper))
+        else:
+            fields[fault] = (int | None, Field(default=None, ge=0, le=int(upper)))
+    fields["ttl_s"] = (int | None, Field(default=None, ge=1, le=86400))
+    return create_model(
+        f"{service.title()}ChaosConfig",
+        __config__=ConfigDict(extra="forbid", strict=False),
+        **fields,
+    )
+
+
+def chaos_router(store: ChaosStore, settings: ShopSettings) -> APIRouter:
+    router = APIRouter()
+    Body = _body_model(store.service)  # noqa: N806 - a class
+
+    @router.get("/chaos/config")
+    async def get_config() -> dict:
+        return await store.describe()
+
+    async def _set(request: Request, body: Body) -> dict:  # type: ignore[valid-type]
+        require_admin(request, settings)
+        data = body.model_dump(exclude_none=True)  # type: ignore[attr-defined]
+        ttl = data.pop("ttl_s", None) or settings.chaos_ttl_s
+        if not data:
+            raise ApiError(422, "invalid_request",
+                           f"name at least one fault: {', '.join(store.faults)}")
+        await store.set(data, ttl)
+        return await store.describe()
+
+    router.add_api_route("/chaos/config", _set, methods=["POST", "PUT"])
+
+    @router.delete("/chaos/config")
+    async def clear(fault: str | None = None) -> dict:
+        # No token: making things safer must work for the runbook's reset loop.
+        if fault is not None and fault not in store.faults:
+            raise ApiError(422, "invalid_request",
+                           f"unknown fault {fault!r}; valid: {', '.join(store.faults)}")
+        return {"service": store.service, "cleared": await store.clear(fault)}
+
+    return router

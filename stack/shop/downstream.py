@@ -1,0 +1,159 @@
+"""Calls to another service through bulkhead, circuit breaker, retries and per-hop timeouts.
+
+Order per attempt: breaker permit (fail fast when open) -> bulkhead slot (bounded wait) ->
+HTTP call with min(per-hop timeout, time left before the deadline). Retries wrap attempts,
+use full jitter and are limited by a retry budget, so a dead downstream never sees 3x traffic.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+from shop import metrics
+from shop.resilience import (
+    DEADLINE_HEADER,
+    BreakerConfig,
+    BreakerOpenError,
+    BreakerState,
+    Bulkhead,
+    BulkheadFullError,
+    CircuitBreaker,
+    Deadline,
+    DeadlineExceededError,
+    DownstreamError,
+    RetryBudget,
+    RetryPolicy,
+    call_with_retry,
+)
+from shop.settings import ShopSettings
+
+RETRYABLE_STATUS = {502, 503, 504}
+
+
+class Downstream:
+    def __init__(self, name: str, settings: ShopSettings, client: httpx.AsyncClient) -> None:
+        self.name = name
+        self.base_url = settings.urls[name]
+        self.settings = settings
+        self.client = client
+        self.timeout_s = settings.hop_timeouts.get(name, 2.0)
+        self.breaker = CircuitBreaker(
+            name,
+            BreakerConfig(
+                failure_rate_threshold=settings.breaker_failure_rate,
+                window_s=settings.breaker_window_s,
+                minimum_calls=settings.breaker_min_calls,
+                open_duration_s=settings.breaker_open_s,
+                half_open_probes=settings.half_open_probes,
+                probe_timeout_s=self.timeout_s + 1.0,
+            ),
+            on_state_change=lambda n, state: metrics.breaker_state.labels(n).set(int(state)),
+        )
+        metrics.breaker_state.labels(name).set(0)
+        self.bulkhead = Bulkhead(name, settings.bulkhead_size, settings.bulkhead_wait_s)
+        self.budget = RetryBudget(ratio=settings.retry_budget_ratio)
+        self.policy = RetryPolicy(max_attempts=3 if settings.retries else 1)
+
+    def snapshot(self) -> dict[str, Any]:
+        snap = self.breaker.snapshot()
+        if not self.settings.breakers:
+            snap["enabled"] = False
+        return snap
+
+    def refresh_gauge(self) -> None:
+        metrics.breaker_state.labels(self.name).set(int(self.breaker.state))
+
+    async def _attempt(self, method: str, path: str, deadline: Deadline,
+                       json: Any, headers: dict[str, str]) -> httpx.Response:
+        permit = None
+        if self.settings.breakers:
+            permit = self.breaker.try_acquire()
+            self.refresh_gauge()
+            if permit is None:
+                metrics.downstream_errors_total.labels(self.name, "breaker_open").inc()
+                raise BreakerOpenError(self.name)
+        try:
+            timeout = deadline.hop_timeout(self.timeout_s)
+        except DeadlineExceededError:
+            if permit is not None:
+                permit.success()  # not the downstream's fault; release a probe slot
+            raise
+        try:
+            if self.settings.bulkheads:
+                async with self.bulkhead.slot():
+                    response = await self._send(method, path, deadline, json, headers, timeout)
+            else:
+                response = await self._send(method, path, deadline, json, headers, timeout)
+        except BulkheadFullError:
+            if permit is not None:
+                permit.success()  # rejected locally; the downstream did not fail
+            metrics.bulkhead_rejections_total.labels(self.name).inc()
+            metrics.downstream_errors_total.labels(self.name, "bulkhead_full").inc()
+            raise
+        except httpx.TimeoutException as exc:
+            self._failed(permit, "timeout")
+            raise DownstreamError(self.name, "timeout") from exc
+        except httpx.TransportError as exc:
+            self._failed(permit, "connect")
+            raise DownstreamError(self.name, "connect") from exc
+        finally:
+            self.refresh_gauge()
+        if response.status_code >= 500 or response.status_code == 429:
+            self._failed(permit, f"http_{response.status_code}")
+            raise DownstreamError(self.name, f"http_{response.status_code}",
+                                  status=response.status_code,
+                                  retryable=response.status_code in RETRYABLE_STATUS)
+        if permit is not None:
+            permit.success()
+            self.refresh_gauge()
+        return response
+
+    def _failed(self, permit, reason: str) -> None:  # noqa: ANN001
+        metrics.downstream_errors_total.labels(self.name, reason).inc()
+        if permit is not None:
+            permit.failure()
+            self.refresh_gauge()
+
+    async def _send(self, method: str, path: str, deadline: Deadline, json: Any,
+                    headers: dict[str, str], timeout: float) -> httpx.Response:
+        metrics.downstream_requests_total.labels(self.name).inc()
+        start = time.perf_counter()
+        try:
+            return await self.client.request(
+                method, self.base_url + path, json=json,
+                headers={**headers, DEADLINE_HEADER: deadline.to_header()}, timeout=timeout,
+            )
+        finally:
+            metrics.downstream_request_duration_seconds.labels(self.name).observe(
+                time.perf_counter() - start
+            )
+
+    async def call(self, method: str, path: str, *, deadline: Deadline, json: Any = None,
+                   headers: dict[str, str] | None = None, retry: bool = True) -> httpx.Response:
+        """One logical call. Raises BreakerOpenError, BulkheadFullError, DownstreamError or
+        DeadlineExceededError; returns the response for any status below 500."""
+        headers = headers or {}
+
+        async def attempt() -> httpx.Response:
+            return await self._attempt(method, path, deadline, json, headers)
+
+        if not retry or self.policy.max_attempts <= 1:
+            return await attempt()
+        return await call_with_retry(
+            attempt,
+            policy=self.policy,
+            budget=self.budget,
+            is_retryable=lambda exc: isinstance(exc, DownstreamError) and exc.retryable,
+            deadline_remaining=deadline.remaining,
+            on_retry=lambda _n, _exc: metrics.retry_attempts_total.labels(self.name).inc(),
+            on_budget_exhausted=lambda: metrics.retry_budget_exhausted_total.labels(
+                self.name
+            ).inc(),
+        )
+
+
+def breaker_is_open(downstream: Downstream) -> bool:
+    return downstream.settings.breakers and downstream.breaker.state == BreakerState.OPEN

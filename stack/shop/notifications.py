@@ -1,0 +1,92 @@
+"""Notifications: receives outbox events, deduplicating by event id."""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Column, Float, MetaData, String, Table, Text, func, insert, select
+from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
+
+from shop import metrics
+from shop.db import create_tables, make_engine
+from shop.settings import ShopSettings
+from shop.web import create_app
+
+meta = MetaData()
+events = Table(
+    "notification_events", meta,
+    Column("id", String(64), primary_key=True),
+    Column("type", String(64), nullable=False),
+    Column("aggregate_id", String(64), index=True),
+    Column("payload", Text, nullable=False),
+    Column("received_at", Float, nullable=False),
+)
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    id: str = Field(min_length=1, max_length=64)
+    type: str = Field(min_length=1, max_length=64)
+    aggregate_id: str | None = Field(default=None, max_length=64)
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+def build(settings: ShopSettings | None = None):  # noqa: ANN201
+    settings = settings or ShopSettings.from_env("notifications")
+    engine = make_engine(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app):  # noqa: ANN001, ANN202
+        await run_in_threadpool(create_tables, engine, meta)
+        yield
+        engine.dispose()
+
+    async def health() -> tuple[str, dict]:
+        return "ok", {"database": "ok"}
+
+    app = create_app(settings, health, lifespan)
+
+    def _store(event: Event) -> bool:
+        try:
+            with engine.begin() as conn:
+                conn.execute(insert(events).values(
+                    id=event.id, type=event.type, aggregate_id=event.aggregate_id,
+                    payload=json.dumps(event.payload), received_at=time.time(),
+                ))
+            return True
+        except IntegrityError:
+            return False
+
+    @app.post("/events", status_code=202)
+    async def receive(event: Event) -> JSONResponse:
+        fresh = await run_in_threadpool(_store, event)
+        (metrics.notifications_received_total if fresh
+         else metrics.notifications_duplicates_total).inc()
+        return JSONResponse({"accepted": True, "id": event.id, "duplicate": not fresh}, 202)
+
+    @app.get("/events")
+    async def list_events(limit: int = 100, aggregate_id: str | None = None) -> dict:
+        limit = max(1, min(limit, 10_000))
+
+        def _list() -> dict:
+            with engine.connect() as conn:
+                query = select(events).order_by(events.c.received_at.desc()).limit(limit)
+                count = select(func.count()).select_from(events)
+                if aggregate_id:
+                    query = query.where(events.c.aggregate_id == aggregate_id)
+                    count = count.where(events.c.aggregate_id == aggregate_id)
+                rows = [
+                    {**dict(r), "payload": json.loads(r["payload"])}
+                    for r in conn.execute(query).mappings()
+                ]
+                return {"events": rows, "count": int(conn.execute(count).scalar_one())}
+
+        return await run_in_threadpool(_list)
+
+    return app

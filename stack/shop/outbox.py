@@ -1,0 +1,142 @@
+"""Transactional outbox of the orders service and its publisher.
+
+Events are written in the same transaction as the order; a background loop delivers them to
+notifications with per-event exponential backoff. Delivery is at-least-once; notifications
+deduplicates by event id, so a crash between delivery and marking never loses nor doubles one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Engine,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+    select,
+    update,
+)
+from starlette.concurrency import run_in_threadpool
+
+from shop import metrics
+from shop.downstream import Downstream
+from shop.resilience import Deadline, ResilienceError
+
+log = logging.getLogger("shop.outbox")
+BATCH = 100
+
+
+def outbox_table(meta: MetaData) -> Table:
+    return Table(
+        "outbox_events", meta,
+        Column("id", String(64), primary_key=True),
+        Column("aggregate_id", String(64), nullable=False, index=True),
+        Column("type", String(64), nullable=False),
+        Column("payload", Text, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("published", Boolean, nullable=False, default=False, index=True),
+        Column("published_at", DateTime(timezone=True)),
+        Column("attempts", Integer, nullable=False, default=0),
+        Column("next_attempt_at", Float, nullable=False, default=0.0),
+    )
+
+
+def new_event(aggregate_id: str, event_type: str, payload: dict[str, Any]) -> dict[str, Any]:
+    return {"id": f"evt_{uuid.uuid4().hex}", "aggregate_id": aggregate_id, "type": event_type,
+            "payload": json.dumps(payload), "created_at": datetime.now(UTC),
+            "published": False, "attempts": 0, "next_attempt_at": 0.0}
+
+
+class OutboxPublisher:
+    def __init__(self, engine: Engine, table: Table, notifications: Downstream,
+                 interval_s: float = 0.2) -> None:
+        self.engine, self.table, self.notifications = engine, table, notifications
+        self.interval_s = interval_s
+        self._task: asyncio.Task | None = None
+        self.last_error: str | None = None
+
+    def pending(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(
+                select(func.count()).select_from(self.table)
+                .where(self.table.c.published.is_(False))
+            ).scalar_one())
+
+    def _due(self) -> list[dict]:
+        t = self.table
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(t).where(t.c.published.is_(False)).where(t.c.next_attempt_at <= time.time())
+                .order_by(t.c.created_at).limit(BATCH)
+            ).mappings()
+            return [dict(r) for r in rows]
+
+    def _mark(self, event_id: str, ok: bool, attempts: int) -> None:
+        t = self.table
+        values: dict[str, Any]
+        if ok:
+            values = {"published": True, "published_at": datetime.now(UTC),
+                      "attempts": attempts + 1}
+        else:
+            backoff = min(30.0, 0.5 * 2 ** min(attempts, 6))
+            values = {"attempts": attempts + 1, "next_attempt_at": time.time() + backoff}
+        with self.engine.begin() as conn:
+            conn.execute(update(t).where(t.c.id == event_id).values(**values))
+
+    async def publish_once(self) -> int:
+        """Deliver what is due; returns how many were delivered."""
+        delivered = 0
+        for row in await run_in_threadpool(self._due):
+            event = {"id": row["id"], "type": row["type"], "aggregate_id": row["aggregate_id"],
+                     "payload": json.loads(row["payload"]),
+                     "created_at": row["created_at"].isoformat()}
+            try:
+                response = await self.notifications.call(
+                    "POST", "/events", json=event, deadline=Deadline.after(5.0), retry=False)
+                ok = response.status_code in (200, 201, 202)
+                self.last_error = None if ok else f"http {response.status_code}"
+            except ResilienceError as exc:
+                ok = False
+                self.last_error = type(exc).__name__
+            await run_in_threadpool(self._mark, row["id"], ok, row["attempts"])
+            if not ok:
+                break  # notifications is struggling: back off instead of hammering it
+            delivered += 1
+            metrics.outbox_published_total.inc()
+        return delivered
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.publish_once()
+                metrics.outbox_pending.set(await run_in_threadpool(self.pending))
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the loop must survive a bad moment of the DB
+                log.exception("outbox publisher iteration failed")
+            await asyncio.sleep(self.interval_s)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.run(), name="outbox-publisher")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
