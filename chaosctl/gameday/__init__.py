@@ -1,0 +1,1 @@
+"""Game days: rehearse an incident under load and measure time to detect and to recover."""
