@@ -31,6 +31,8 @@ app = typer.Typer(
 COMMAND_MODULES = (
     "chaosctl.cli.stack",
     "chaosctl.cli.health",
+    "chaosctl.cli.inject",
+    "chaosctl.cli.chaos",
 )
 
 

@@ -1,0 +1,261 @@
+"""A bounded open-loop load generator against the gateway (also used by the game-day).
+
+Open loop: arrivals follow a fixed schedule (`rps` per second) whatever the responses do, as
+real users do, so a slow stack sees its queue grow instead of the generator politely slowing
+down. Every run is bounded three ways: a duration, a total request cap, and a cap on requests
+in flight (arrivals beyond it are counted as `skipped`, never queued without limit). Targets
+must be loopback addresses.
+
+`LoadGenerator` is the async core (`await run()`, `stop()`, `stats()`); `LoadRunner` runs one
+in a background thread for synchronous callers (`start()`, `stop()`, `stats()`, `join()`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from chaosctl.errors import InvalidInputError
+
+# (status code, parsed JSON body or None) -> retry this arrival?
+RetryPredicate = Callable[[int, Any], bool]
+# arrival number -> (path, JSON body, headers)
+RequestFactory = Callable[[int], tuple[str, dict[str, Any], dict[str, str]]]
+
+
+def require_loopback(url: str) -> str:
+    """Refuse any target that is not this machine: load never leaves 127.0.0.1."""
+    host = urlsplit(url).hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise InvalidInputError(f"load target {url!r} is not a loopback address",
+                                hint="chaosctl only sends load to 127.0.0.1 / localhost")
+    return url
+
+
+def order_request(i: int) -> tuple[str, dict[str, Any], dict[str, str]]:
+    """A small valid order; a fresh Idempotency-Key so every attempt is a new write."""
+    body = {"customer_id": f"load-{i % 1000}",
+            "items": [{"product_id": f"SKU-{random.randint(1, 100):03d}", "quantity": 1,
+                       "unit_price": 9.99}]}
+    return "/orders", body, {"Idempotency-Key": uuid.uuid4().hex,
+                             "X-Correlation-ID": f"chaosctl-load-{i}"}
+
+
+def retry_failed_orders(status: int, body: Any) -> bool:
+    """What an impatient client retries: 5xx, 429, and orders that did not complete."""
+    if status >= 500 or status == 429:
+        return True
+    return isinstance(body, dict) and body.get("status") not in (None, "completed")
+
+
+def percentile(sorted_values: list[float], q: float) -> float | None:
+    if not sorted_values:
+        return None
+    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+@dataclass
+class LoadConfig:
+    base_url: str
+    rps: float
+    duration_s: float
+    max_requests: int  # every HTTP request counts, retries included
+    max_inflight: int = 256
+    timeout_s: float = 5.0
+    retries: int = 0  # immediate re-sends per arrival when `retry_on` says so
+    retry_on: RetryPredicate | None = None
+    make_request: RequestFactory = order_request
+
+    def __post_init__(self) -> None:
+        require_loopback(self.base_url)
+        if self.rps <= 0 or self.duration_s <= 0 or self.max_requests <= 0:
+            raise InvalidInputError("load needs rps, duration and max_requests above 0")
+
+
+@dataclass
+class LoadStats:
+    """Live counters; `snapshot()` is what reports and state files carry."""
+
+    arrivals: int = 0
+    sent: int = 0  # HTTP requests made, retries included
+    ok: int = 0  # 2xx answers
+    errors: int = 0  # no answer (timeout, connection refused)
+    retries: int = 0
+    skipped: int = 0  # arrivals dropped because max_inflight requests were pending
+    status_counts: dict[str, int] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)  # seconds, answered requests
+    started_at: float = 0.0
+    ended_at: float | None = None
+    stop_reason: str | None = None
+
+    def snapshot(self) -> dict[str, Any]:
+        lat = sorted(self.latencies)
+        end = self.ended_at or time.time()
+
+        def ms(q: float) -> float | None:
+            value = percentile(lat, q)
+            return None if value is None else round(value * 1000, 1)
+
+        return {
+            "arrivals": self.arrivals, "sent": self.sent, "ok": self.ok, "errors": self.errors,
+            "retries": self.retries, "skipped": self.skipped,
+            "status_counts": dict(sorted(self.status_counts.items())),
+            "p50_ms": ms(0.50), "p95_ms": ms(0.95), "p99_ms": ms(0.99),
+            "elapsed_s": round(end - self.started_at, 2) if self.started_at else 0.0,
+            "stop_reason": self.stop_reason,
+        }
+
+
+class LoadGenerator:
+    """The async core. One instance runs once."""
+
+    def __init__(self, config: LoadConfig) -> None:
+        self.config = config
+        self.stats_ = LoadStats()
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_requested = False
+
+    def stats(self) -> dict[str, Any]:
+        return self.stats_.snapshot()
+
+    def stop(self) -> None:
+        """Ask the run to end (safe from any thread, before or during `run`)."""
+        self._stop_requested = True
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+
+    async def run(self) -> dict[str, Any]:
+        import httpx
+
+        cfg, st = self.config, self.stats_
+        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        if self._stop_requested:
+            self._stop.set()
+        limits = httpx.Limits(max_connections=cfg.max_inflight,
+                              max_keepalive_connections=cfg.max_inflight)
+        pending: set[asyncio.Task[None]] = set()
+        st.started_at = time.time()
+        t0 = time.monotonic()
+        async with httpx.AsyncClient(base_url=cfg.base_url, limits=limits,
+                                     timeout=cfg.timeout_s) as client:
+            while True:
+                if self._stop.is_set():
+                    st.stop_reason = "stopped"
+                    break
+                elapsed = time.monotonic() - t0
+                if elapsed >= cfg.duration_s:
+                    st.stop_reason = "duration"
+                    break
+                if st.sent >= cfg.max_requests:
+                    st.stop_reason = "max_requests"
+                    break
+                # Catch up on every arrival due by now (one wake-up can cover several).
+                due = int(elapsed * cfg.rps) + 1
+                while st.arrivals < due and st.sent + len(pending) < cfg.max_requests:
+                    i = st.arrivals
+                    st.arrivals += 1
+                    if len(pending) >= cfg.max_inflight:
+                        st.skipped += 1
+                        continue
+                    task = asyncio.create_task(self._arrival(client, i))
+                    pending.add(task)
+                    task.add_done_callback(pending.discard)
+                next_at = st.arrivals / cfg.rps
+                wait = max(0.0, min(next_at - (time.monotonic() - t0), 0.5))
+                if wait:
+                    try:
+                        await asyncio.wait_for(self._stop.wait(), wait)
+                    except TimeoutError:
+                        pass
+            if pending:
+                # Let in-flight requests finish (bounded by their timeout), unless stopped.
+                if self._stop.is_set():
+                    for task in pending:
+                        task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+        st.ended_at = time.time()
+        return st.snapshot()
+
+    async def _arrival(self, client: Any, i: int) -> None:
+        import httpx
+
+        cfg, st = self.config, self.stats_
+        for attempt in range(cfg.retries + 1):
+            if st.sent >= cfg.max_requests:
+                return
+            path, body, headers = cfg.make_request(i)
+            st.sent += 1
+            if attempt:
+                st.retries += 1
+            start = time.perf_counter()
+            try:
+                response = await client.post(path, json=body, headers=headers)
+            except httpx.HTTPError:
+                st.errors += 1
+                retry = True
+            else:
+                st.latencies.append(time.perf_counter() - start)
+                code = str(response.status_code)
+                st.status_counts[code] = st.status_counts.get(code, 0) + 1
+                if 200 <= response.status_code < 300:
+                    st.ok += 1
+                if cfg.retry_on is None or attempt >= cfg.retries:
+                    return
+                try:
+                    parsed = response.json()
+                except ValueError:
+                    parsed = None
+                retry = cfg.retry_on(response.status_code, parsed)
+            if not retry or cfg.retry_on is None:
+                return
+
+
+class LoadRunner:
+    """A `LoadGenerator` in a background thread, for synchronous callers."""
+
+    def __init__(self, config: LoadConfig) -> None:
+        self.generator = LoadGenerator(config)
+        self._thread: threading.Thread | None = None
+        self.result: dict[str, Any] | None = None
+        self.error: BaseException | None = None
+
+    def start(self) -> LoadRunner:
+        def target() -> None:
+            try:
+                self.result = asyncio.run(self.generator.run())
+            except BaseException as exc:  # noqa: BLE001 - surfaced by join()
+                self.error = exc
+
+        self._thread = threading.Thread(target=target, name="chaosctl-load", daemon=True)
+        self._thread.start()
+        return self
+
+    def stats(self) -> dict[str, Any]:
+        return self.generator.stats()
+
+    def stop(self) -> None:
+        self.generator.stop()
+
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def join(self, timeout: float | None = None) -> dict[str, Any]:
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self.error is not None:
+            raise self.error
+        return self.result if self.result is not None else self.stats()
