@@ -7,10 +7,10 @@ busy service does not hit Redis on every request, and a Redis outage means "no c
 import asyncio
 import random
 import time
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from shop import metrics
 from shop.settings import ShopSettings
@@ -101,14 +101,26 @@ class ChaosStore:
         return False
 
 
+def _not_bool(value: Any) -> Any:
+    # Lax pydantic reads JSON `true` as 1 / 1.0: {"error_rate": true} would mean 100 % errors.
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true/false")
+    return value
+
+
+NoBool = BeforeValidator(_not_bool)
+
+
 def _body_model(service: str) -> type[BaseModel]:
     fields: dict[str, Any] = {}
     for fault, (kind, upper) in FAULTS[service].items():
         if kind == "rate":
-            fields[fault] = (float | None, Field(default=None, ge=0.0, le=upper))
+            fields[fault] = (Annotated[float | None, NoBool], Field(default=None, ge=0.0,
+                                                                     le=upper))
         else:
-            fields[fault] = (int | None, Field(default=None, ge=0, le=int(upper)))
-    fields["ttl_s"] = (int | None, Field(default=None, ge=1, le=86400))
+            fields[fault] = (Annotated[int | None, NoBool], Field(default=None, ge=0,
+                                                                   le=int(upper)))
+    fields["ttl_s"] = (Annotated[int | None, NoBool], Field(default=None, ge=1, le=86400))
     return create_model(
         f"{service.title()}ChaosConfig",
         __config__=ConfigDict(extra="forbid", strict=False),

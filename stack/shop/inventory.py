@@ -8,7 +8,6 @@ import json
 import time
 from contextlib import asynccontextmanager
 
-import redis.asyncio as aioredis
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,7 +19,7 @@ from shop import metrics
 from shop.chaos import ChaosStore, chaos_router
 from shop.db import create_tables, make_engine
 from shop.settings import ShopSettings
-from shop.web import ApiError, create_app, deadline_of
+from shop.web import ApiError, create_app, deadline_of, redis_client
 
 SEED_PRODUCTS = 100
 SEED_STOCK = 1_000_000
@@ -62,7 +61,7 @@ class OutOfStock(Exception):
 def build(settings: ShopSettings | None = None):  # noqa: ANN201
     settings = settings or ShopSettings.from_env("inventory")
     engine = make_engine(settings)
-    redis = aioredis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+    redis = redis_client(settings.redis_url)
     chaos = ChaosStore("inventory", redis, settings.chaos_ttl_s)
     stock_lock = asyncio.Lock()
 

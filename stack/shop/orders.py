@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-import redis.asyncio as aioredis
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,7 +23,7 @@ from shop.idempotency import IdempotencyStore, body_hash
 from shop.outbox import OutboxPublisher, new_event, outbox_table
 from shop.resilience import BreakerState, DeadlineExceededError, ResilienceError
 from shop.settings import ShopSettings
-from shop.web import ApiError, check_redis, create_app, deadline_of, require_admin
+from shop.web import ApiError, check_redis, create_app, deadline_of, redis_client, require_admin
 
 meta = MetaData()
 orders = Table(
@@ -66,7 +65,7 @@ def order_view(row: dict[str, Any]) -> dict[str, Any]:
 def build(settings: ShopSettings | None = None):  # noqa: ANN201
     settings = settings or ShopSettings.from_env("orders")
     engine = make_engine(settings)
-    redis = aioredis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+    redis = redis_client(settings.redis_url)
     idem = IdempotencyStore(redis)
     client = httpx.AsyncClient(limits=httpx.Limits(max_connections=200,
                                                    max_keepalive_connections=50))

@@ -7,7 +7,6 @@ import time
 import uuid
 from contextlib import asynccontextmanager
 
-import redis.asyncio as aioredis
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -19,7 +18,7 @@ from shop import metrics
 from shop.chaos import ChaosStore, chaos_router
 from shop.db import create_tables, make_engine
 from shop.settings import ShopSettings
-from shop.web import ApiError, create_app, deadline_of
+from shop.web import ApiError, create_app, deadline_of, redis_client
 
 meta = MetaData()
 charges = Table(
@@ -40,7 +39,7 @@ class ChargeRequest(BaseModel):
 def build(settings: ShopSettings | None = None):  # noqa: ANN201
     settings = settings or ShopSettings.from_env("payments")
     engine = make_engine(settings)
-    redis = aioredis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+    redis = redis_client(settings.redis_url)
     chaos = ChaosStore("payments", redis, settings.chaos_ttl_s)
 
     @asynccontextmanager

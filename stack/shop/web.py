@@ -197,6 +197,20 @@ def create_app(settings: ShopSettings, health: HealthCheck, lifespan=None) -> Fa
     return app
 
 
+def redis_client(url: str):  # noqa: ANN201
+    """An asyncio Redis client whose pool makes a burst WAIT for a connection.
+
+    redis-py's default async pool raises MaxConnectionsError past 100 connections, which
+    turned a burst of 500 requests into 400 spurious 503s; a blocking pool queues them
+    briefly (bounded by `timeout`) instead.
+    """
+    import redis.asyncio as aioredis
+
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=64, timeout=2.0, socket_timeout=1.0, socket_connect_timeout=1.0)
+    return aioredis.Redis.from_pool(pool)
+
+
 async def check_redis(client) -> str:  # noqa: ANN001
     try:
         await client.ping()
