@@ -60,7 +60,7 @@ DESCRIPTIONS: dict[str, str] = {
     "retry-storm": "payment errors plus clients re-POSTing failed orders at once (--retries)",
 }
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
