@@ -33,6 +33,10 @@ COMMAND_MODULES = (
     "chaosctl.cli.health",
     "chaosctl.cli.inject",
     "chaosctl.cli.chaos",
+    "chaosctl.cli.diagnose",
+    "chaosctl.cli.remediate",
+    "chaosctl.cli.playbooks",
+    "chaosctl.cli.watch",
 )
 
 
