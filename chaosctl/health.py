@@ -164,10 +164,34 @@ def exit_code(report: HealthReport) -> ExitCode:
 # -- parsing answers (pure; unit-tested without servers) -----------------------------------
 
 
-def _dependency_status(value: Any) -> str:
+# Dependency values that mean "fine" in the services' /health answers.
+_BENIGN = {"ok", "closed", "up"}
+
+
+def _flatten(prefix: str, value: Any) -> list[tuple[str, Any]]:
     if isinstance(value, dict):
-        return str(value.get("status", "?"))
-    return str(value)
+        out: list[tuple[str, Any]] = []
+        for k, v in value.items():
+            out.extend(_flatten(f"{prefix}.{k}" if prefix else str(k), v))
+        return out
+    return [(prefix, value)]
+
+
+def dependency_detail(deps: Any) -> str:
+    """One line naming only what is wrong in a `dependencies` object.
+
+    Services report mixed values (statuses, breaker states, counters, active chaos); counters
+    are noise here, while a non-benign status string or any active chaos fault is the point.
+    """
+    if not isinstance(deps, dict):
+        return ""
+    bad = [
+        f"{path}={value}"
+        for path, value in _flatten("", deps)
+        if (isinstance(value, str) and value not in _BENIGN)
+        or (path.split(".")[0] == "chaos" and value is not None)
+    ]
+    return ", ".join(sorted(bad))
 
 
 def parse_service_health(url: str, http_status: int, body: Any, latency_ms: float) -> ServiceHealth:
@@ -180,14 +204,7 @@ def parse_service_health(url: str, http_status: int, body: Any, latency_ms: floa
             latency_ms=latency_ms,
             detail=f"HTTP {http_status}, unexpected body {shown}",
         )
-    deps = body.get("dependencies") or {}
-    # Name only what is wrong: "ok" dependencies are noise in a one-line detail.
-    bad = {
-        name: _dependency_status(v)
-        for name, v in (deps.items() if isinstance(deps, dict) else [])
-        if _dependency_status(v) != "ok"
-    }
-    detail = ", ".join(f"{name}={st}" for name, st in sorted(bad.items()))
+    detail = dependency_detail(body.get("dependencies"))
     if http_status >= 400 and not detail:
         detail = f"HTTP {http_status}"
     return ServiceHealth(status=body["status"], url=url, latency_ms=latency_ms, detail=detail)

@@ -1,0 +1,68 @@
+"""The JSON journal: one file per remediation run in $CHAOSCTL_HOME/journal/.
+
+A listener of the engine. The file is rewritten (atomically) after every step, so a run that
+is interrupted or crashes still leaves a journal of what it did. Shape:
+
+    {"playbook": str, "title": str, "dry_run": bool, "started_at": float,
+     "ended_at": float|null, "status": "running|recovered|not_recovered|not_firing|dry_run",
+     "steps": [{"phase", "name", "action", "params", "status", "started_at", "ended_at",
+                "duration_s", "output", "error"}],
+     "verify": {...}, "still_failing": [str], "error": str|null}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from chaosctl.playbook.engine import Event
+
+
+class JournalWriter:
+    def __init__(self, home: Path) -> None:
+        self.dir = Path(home) / "journal"
+        self.paths: list[Path] = []
+        self._doc: dict[str, Any] | None = None
+        self._path: Path | None = None
+
+    @property
+    def last_path(self) -> Path | None:
+        return self.paths[-1] if self.paths else None
+
+    def __call__(self, event: Event) -> None:
+        if event.kind == "run_start" and event.data.get("dry_run"):
+            self._doc = None  # a dry run changes nothing, not even the journal directory
+        elif event.kind == "run_start":
+            self.dir.mkdir(parents=True, exist_ok=True)
+            stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(event.at))
+            millis = int((event.at % 1) * 1000)
+            self._path = self.dir / f"{stamp}.{millis:03d}-{os.getpid()}-{event.playbook}.json"
+            self.paths.append(self._path)
+            self._doc = {"playbook": event.playbook, "title": event.data.get("title"),
+                         "dry_run": bool(event.data.get("dry_run")), "started_at": event.at,
+                         "ended_at": None, "status": "running", "steps": [], "verify": {},
+                         "still_failing": [], "error": None}
+            self._write()
+        elif self._doc is None:
+            return
+        elif event.kind == "step_end":
+            self._doc["steps"].append(event.data["step"])
+            self._write()
+        elif event.kind == "run_end":
+            result = event.data["result"]
+            result["journal"] = str(self._path)
+            for key in ("status", "ended_at", "verify", "still_failing", "error", "steps"):
+                self._doc[key] = result[key]
+            if result.get("plan"):
+                self._doc["plan"] = result["plan"]
+            self._write()
+            self._doc = None
+
+    def _write(self) -> None:
+        assert self._path is not None
+        tmp = self._path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self._doc, indent=2, default=str))
+        tmp.replace(self._path)

@@ -1,0 +1,171 @@
+"""Remediation actions: clear chaos, restart/scale/restore services, reset breakers, wait, advise.
+
+Every action is idempotent: run twice, the second run finds nothing left to do and says so.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from chaosctl.config import SERVICES
+from chaosctl.playbook.model import Condition, Duration
+from chaosctl.playbook.registry import StepContext, StepFailed, action
+
+ServiceName = Literal["gateway", "orders", "payments", "inventory", "notifications"]
+CHAOS_FAULTS = {"payments": ("error_rate", "latency_ms"),
+                "inventory": ("lock_contention_ms", "error_rate")}
+BREAKER_DOWNSTREAMS = ("orders", "payments", "inventory", "notifications")
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ClearChaosParams(_Params):
+    service: Literal["payments", "inventory"]
+    fault: str | None = Field(default=None,
+                              description="one fault; all of the service's if left out")
+
+    @model_validator(mode="after")
+    def _known_fault(self) -> ClearChaosParams:
+        valid = CHAOS_FAULTS[self.service]
+        if self.fault is not None and self.fault not in valid:
+            raise ValueError(f"unknown fault {self.fault!r} for {self.service}; "
+                             f"valid: {', '.join(valid)}")
+        return self
+
+
+@action("clear_chaos", ClearChaosParams, mutating=True,
+        summary="delete chaos keys of a service (DELETE /chaos/config[?fault=...])")
+def clear_chaos(ctx: StepContext, p: ClearChaosParams) -> Any:
+    params = {"fault": p.fault} if p.fault else None
+    response = ctx.http("DELETE", p.service, "/chaos/config", params=params)
+    if response.status_code != 200:
+        raise StepFailed(f"DELETE /chaos/config on {p.service} answered {response.status_code}: "
+                         f"{response.text[:200]}")
+    return response.json()
+
+
+class RestartParams(_Params):
+    services: list[ServiceName] = Field(min_length=1)
+
+
+@action("restart", RestartParams, mutating=True,
+        summary="restart services (every replica) through the runtime backend")
+def restart(ctx: StepContext, p: RestartParams) -> Any:
+    status = ctx.backend.restart(list(p.services))
+    return _summary(status, p.services)
+
+
+class ScaleParams(_Params):
+    service: ServiceName
+    replicas: int = Field(ge=1, le=16)
+
+
+@action("scale", ScaleParams, mutating=True, summary="run N replicas of a service")
+def scale(ctx: StepContext, p: ScaleParams) -> Any:
+    status = ctx.backend.scale(p.service, p.replicas)
+    return _summary(status, [p.service])
+
+
+class RestoreParams(_Params):
+    services: list[ServiceName] = Field(default_factory=lambda: list(SERVICES), min_length=1)
+
+
+@action("restore_services", RestoreParams, mutating=True,
+        summary="bring back services that are killed/stopped (start) or paused (resume)")
+def restore_services(ctx: StepContext, p: RestoreParams) -> Any:
+    backend = ctx.backend
+    status = backend.status()
+    done: list[str] = []
+    for service in p.services:
+        procs = [proc for proc in status.processes if proc.name == service]
+        if any(proc.paused for proc in procs):
+            backend.resume(service)
+            done.append(f"resumed {service}")
+        if any(not proc.alive for proc in procs) or not procs:
+            backend.start(service)
+            done.append(f"started {service}")
+    return {"done": done or ["nothing to restore: every service is running"]}
+
+
+class ResetBreakerParams(_Params):
+    downstream: Literal["orders", "payments", "inventory", "notifications", "open"] = Field(
+        description='a downstream, or "open" for every breaker that is not closed')
+    # The runbook waits for the breaker's own probe (open_duration 30 s); a playbook whose
+    # cause is gone may reset instead, which closes it at once. The choice is the playbook's.
+    mode: Literal["reset", "wait"] = "reset"
+    timeout: Duration = 45.0
+
+
+def _breaker_states(ctx: StepContext) -> dict[str, str]:
+    response = ctx.http("GET", "gateway", "/status/breakers", timeout=3.0)
+    if response.status_code != 200:
+        raise StepFailed(f"gateway /status/breakers answered {response.status_code}")
+    return {name: str(b.get("state")) for name, b in response.json().get("breakers", {}).items()}
+
+
+@action("reset_breaker", ResetBreakerParams, mutating=True,
+        summary="close a circuit breaker once its cause is gone (reset, or wait for its probe)")
+def reset_breaker(ctx: StepContext, p: ResetBreakerParams) -> Any:
+    states = _breaker_states(ctx)
+    if p.downstream == "open":
+        targets = [name for name, state in states.items() if state != "closed"]
+    else:
+        targets = [p.downstream] if states.get(p.downstream, "closed") != "closed" else []
+    if not targets:
+        return {"reset": [], "note": "already closed"}
+    if p.mode == "wait":
+        deadline = time.monotonic() + p.timeout
+        while time.monotonic() < deadline:
+            states = _breaker_states(ctx)
+            if all(states.get(t) == "closed" for t in targets):
+                return {"waited_for": targets, "states": states}
+            time.sleep(1.0)
+        raise StepFailed(f"breakers {', '.join(targets)} still not closed after {p.timeout:g}s")
+    for target in targets:
+        response = ctx.http("POST", "gateway", f"/status/breakers/{target}/reset", admin=True)
+        if response.status_code != 200:
+            raise StepFailed(f"reset of the {target} breaker answered {response.status_code}: "
+                             f"{response.text[:200]}")
+    return {"reset": targets}
+
+
+class WaitUntilParams(_Params):
+    condition: Condition
+    timeout: Duration = 30.0
+    interval: Duration = 1.0
+
+
+@action("wait_until", WaitUntilParams, mutating=False,
+        summary="poll a condition until it holds (fails after timeout)")
+def wait_until(ctx: StepContext, p: WaitUntilParams) -> Any:
+    from chaosctl.playbook.conditions import evaluate
+
+    deadline = time.monotonic() + p.timeout
+    while True:
+        result = evaluate(p.condition, ctx.probe())
+        if result.holds:
+            return {"holds": True, "result": result.to_json()}
+        if time.monotonic() >= deadline:
+            failing = "; ".join(f"{f.label} = {f.value}" for f in result.failing())
+            raise StepFailed(f"condition did not hold within {p.timeout:g}s: {failing}")
+        time.sleep(p.interval)
+
+
+class AdviseParams(_Params):
+    message: str = Field(min_length=1)
+
+
+@action("advise", AdviseParams, mutating=False,
+        summary="record a step that needs a person (e.g. rate-limit at the network layer)")
+def advise(_ctx: StepContext, p: AdviseParams) -> Any:
+    return {"advice": p.message}
+
+
+def _summary(status: Any, services: list[str]) -> dict[str, Any]:
+    procs = [proc for proc in status.processes if proc.name in services]
+    return {"processes": [f"{proc.label} pid {proc.pid} {proc.health}" for proc in procs]}
