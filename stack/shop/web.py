@@ -32,7 +32,13 @@ class ApiError(Exception):
 
 
 class BodyLimitMiddleware:
-    """Refuse bodies over the limit with 413 before the app reads them into memory."""
+    """Refuse bodies over the limit with 413 before the app reads them into memory.
+
+    With a Content-Length the check is up front (the server enforces that framing). A chunked
+    body has none, so it is read here, at most `max_bytes` of it, and replayed to the app: an
+    error raised from inside the app's body read would reach the client as FastAPI's generic
+    400 "error parsing the body" instead of 413.
+    """
 
     def __init__(self, app, max_bytes: int) -> None:  # noqa: ANN001
         self.app, self.max_bytes = app, max_bytes
@@ -41,23 +47,43 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        too_large = {"error": "payload_too_large", "detail": f"body over {self.max_bytes} bytes"}
         for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await _send_json(send, 413, {"error": "payload_too_large",
-                                             "detail": f"body over {self.max_bytes} bytes"})
+            if name == b"content-length":
+                if value.isdigit() and int(value) > self.max_bytes:
+                    await _send_json(send, 413, too_large)
+                    return
+                await self.app(scope, receive, send)
                 return
+        chunks: list[bytes] = []
         seen = 0
-
-        async def limited_receive():  # noqa: ANN202
-            nonlocal seen
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise ApiError(413, "payload_too_large", f"body over {self.max_bytes} bytes")
-            return message
+            if message["type"] != "http.request":  # the client went away
+                await self.app(scope, _replay([message], receive), send)
+                return
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.max_bytes:
+                await _send_json(send, 413, too_large)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        await self.app(scope, _replay([body], receive), send)
 
-        await self.app(scope, limited_receive, send)
+
+def _replay(messages: list[dict], receive):  # noqa: ANN001, ANN202
+    """A receive() that first returns `messages`, then defers to the real one."""
+    pending = list(messages)
+
+    async def replayed():  # noqa: ANN202
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replayed
 
 
 class DeadlineMiddleware:

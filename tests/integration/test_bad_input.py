@@ -1,0 +1,152 @@
+"""Bad requests get a 4xx with a JSON reason and change nothing; past deadlines get 504."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.integration.shopclient import counts, order_body
+from tests.integration.shopstack import ShopStack, metric_value
+
+PRODUCT = "SKU-055"
+GOOD = order_body("bad-input", PRODUCT, 2, 3.5)
+
+
+def _with_item(**changes: object) -> dict:
+    return {"customer_id": "bad-input", "items": [{**GOOD["items"][0], **changes}]}
+
+
+BAD_JSON_BODIES = {
+    "negative quantity": _with_item(quantity=-1),
+    "zero quantity": _with_item(quantity=0),
+    "quantity as text": _with_item(quantity="three"),
+    "fractional quantity": _with_item(quantity=1.5),
+    "negative price": _with_item(unit_price=-2),
+    "price as text": _with_item(unit_price="cheap"),
+    "missing product": {"customer_id": "c", "items": [{"quantity": 1, "unit_price": 1}]},
+    "items not a list": {"customer_id": "c", "items": "SKU-001"},
+    "no items": {"customer_id": "c", "items": []},
+    "customer as number": {**GOOD, "customer_id": 42},
+    "empty customer": {**GOOD, "customer_id": ""},
+    "unknown field": {**GOOD, "coupon": "FREE"},
+    "body is a list": [GOOD],
+    "body is null": None,
+}
+
+
+@pytest.fixture
+def unchanged(stack: ShopStack) -> Iterator[ShopStack]:
+    """Asserts after the test that no order, charge, event or stock changed."""
+    before = counts(stack, PRODUCT)
+    yield stack
+    assert counts(stack, PRODUCT) == before
+
+
+@pytest.mark.parametrize("service", ["gateway", "orders"])
+@pytest.mark.parametrize("case", sorted(BAD_JSON_BODIES))
+def test_invalid_order_bodies_are_422(unchanged: ShopStack, service: str, case: str) -> None:
+    response = httpx.post(f"{unchanged.url(service)}/orders", json=BAD_JSON_BODIES[case],
+                          timeout=10)
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["error"] == "invalid_request" and body["detail"]
+    assert "Traceback" not in response.text
+
+
+@pytest.mark.parametrize("raw", [b'{"customer_id": "c", "items": [', b"not json at all",
+                                 b"\xff\xfe\x00garbage", b""])
+def test_malformed_json_is_4xx(unchanged: ShopStack, raw: bytes) -> None:
+    response = httpx.post(f"{unchanged.url('gateway')}/orders", content=raw,
+                          headers={"Content-Type": "application/json"}, timeout=10)
+    assert 400 <= response.status_code < 500, response.text
+    assert response.json()["error"] in ("invalid_request", "http_error")
+    assert "Traceback" not in response.text
+
+
+def _oversized() -> bytes:
+    body = {"customer_id": "big", "items": [
+        {"product_id": PRODUCT, "quantity": 1, "unit_price": 1.0, "pad": "x" * 1000}
+        for _ in range(70)]}
+    raw = json.dumps(body).encode()
+    assert len(raw) > 64 * 1024
+    return raw
+
+
+@pytest.mark.parametrize("service", ["gateway", "orders", "payments", "notifications"])
+def test_oversized_body_is_413(unchanged: ShopStack, service: str) -> None:
+    path = {"gateway": "/orders", "orders": "/orders", "payments": "/payments/charge",
+            "notifications": "/events"}[service]
+    response = httpx.post(f"{unchanged.url(service)}{path}", content=_oversized(),
+                          headers={"Content-Type": "application/json"}, timeout=10)
+    assert response.status_code == 413, response.text
+    assert response.json()["error"] == "payload_too_large"
+
+
+def test_oversized_chunked_body_is_413(unchanged: ShopStack) -> None:
+    """No Content-Length to check up front: the limit must hold while the body streams in."""
+    raw = _oversized()
+
+    def chunks() -> Iterator[bytes]:
+        for i in range(0, len(raw), 4096):
+            yield raw[i:i + 4096]
+
+    response = httpx.post(f"{unchanged.url('gateway')}/orders", content=chunks(),
+                          headers={"Content-Type": "application/json"}, timeout=10)
+    assert response.status_code == 413, response.text
+    assert response.json()["error"] == "payload_too_large"
+
+
+def test_small_chunked_body_still_works(stack: ShopStack) -> None:
+    raw = json.dumps(order_body("chunked-ok", PRODUCT)).encode()
+    response = httpx.post(f"{stack.url('gateway')}/orders", content=iter([raw[:10], raw[10:]]),
+                          headers={"Content-Type": "application/json"}, timeout=30)
+    assert response.status_code == 201, response.text
+    assert response.json()["status"] == "completed"
+
+
+@pytest.mark.parametrize("key", ["", "k" * 256])
+def test_bad_idempotency_key_is_422(unchanged: ShopStack, key: str) -> None:
+    response = httpx.post(f"{unchanged.url('gateway')}/orders", json=GOOD,
+                          headers={"Idempotency-Key": key}, timeout=10)
+    assert response.status_code == 422, response.text
+
+
+@pytest.mark.parametrize("path,body", [
+    ("/payments/charge", {"order_id": "x", "amount": -1}),
+    ("/payments/charge", {"order_id": "", "amount": 1}),
+    ("/payments/charge", {"order_id": "x", "amount": "ten"}),
+])
+def test_invalid_charges_are_422(unchanged: ShopStack, path: str, body: dict) -> None:
+    response = httpx.post(f"{unchanged.url('payments')}{path}", json=body, timeout=10)
+    assert response.status_code == 422, response.text
+
+
+@pytest.mark.parametrize("items", [[{"product_id": PRODUCT, "quantity": -5}],
+                                   [{"product_id": PRODUCT, "quantity": "many"}], []])
+def test_invalid_reservations_are_422(unchanged: ShopStack, items: list) -> None:
+    response = httpx.post(f"{unchanged.url('inventory')}/inventory/reserve",
+                          json={"order_id": "ord_bad", "items": items}, timeout=10)
+    assert response.status_code == 422, response.text
+
+
+def test_invalid_event_is_422(unchanged: ShopStack) -> None:
+    response = httpx.post(f"{unchanged.url('notifications')}/events",
+                          json={"type": "order.created"}, timeout=10)
+    assert response.status_code == 422, response.text
+
+
+@pytest.mark.parametrize("service", ["gateway", "orders"])
+def test_past_deadline_is_504_without_work(unchanged: ShopStack, service: str) -> None:
+    route = {"service": "orders", "method": "POST", "route": "/orders"}
+    orders_posts = metric_value(unchanged.metrics_text("orders"), "http_requests_total",
+                                **route)
+    response = httpx.post(f"{unchanged.url(service)}/orders", json=GOOD,
+                          headers={"X-Deadline": "1000"}, timeout=10)  # 1970
+    assert response.status_code == 504, response.text
+    assert response.json()["error"] == "deadline_exceeded"
+    # Orders' POST /orders handler never ran (the 504 is answered before routing).
+    assert metric_value(unchanged.metrics_text("orders"), "http_requests_total",
+                        **route) == orders_posts
