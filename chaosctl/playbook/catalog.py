@@ -79,7 +79,7 @@ def check_actions(lp: LoadedPlaybook) -> tuple[list[Problem], list[tuple[Loc, Pr
                 continue
             assert isinstance(step, ActionStep)
             spec = actions.get(step.action)
-            path, line = locate((*loc, "action"), lp.lines)
+            path, line = locate((*loc, "action"), lp.lines, tags=False)
             if spec is None:
                 problems.append(Problem(lp.file, line, path, (
                     f"unknown action {step.action!r}; valid actions: "
@@ -157,7 +157,7 @@ def load_catalog(paths: list[Path] | None = None, *, check_promql: bool = True,
             problems += exc.problems
             continue
         name = lp.playbook.name
-        name_path, name_line = locate(("name",), lp.lines)
+        name_path, name_line = locate(("name",), lp.lines, tags=False)
         if name in loaded:
             problems.append(Problem(lp.file, name_line, name_path,
                                     f"playbook {name!r} is also defined in {loaded[name].file}"))
@@ -176,7 +176,7 @@ def load_catalog(paths: list[Path] | None = None, *, check_promql: bool = True,
     for lp in loaded.values():
         for i, other in enumerate(lp.playbook.inhibited_by):
             if other not in names:
-                path, line = locate(("inhibited_by", i), lp.lines)
+                path, line = locate(("inhibited_by", i), lp.lines, tags=False)
                 problems.append(Problem(lp.file, line, path, (
                     f"inhibited_by names unknown playbook {other!r}; known: "
                     f"{', '.join(sorted(names))}")))
@@ -184,7 +184,7 @@ def load_catalog(paths: list[Path] | None = None, *, check_promql: bool = True,
         errors = validate_promql([c.promql() for _, _, c in exprs], prometheus_url)
         for index, error in sorted(errors.items()):
             lp, loc, cond = exprs[index]
-            path, line = locate((*loc, "query"), lp.lines)
+            path, line = locate((*loc, "query"), lp.lines, tags=False)
             problems.append(Problem(lp.file, line, path,
                                     f"bad PromQL {cond.query.strip()!r}: {error}"))
     if problems:

@@ -66,26 +66,32 @@ def line_map(text: str) -> dict[Loc, int]:
     return lines
 
 
-def locate(loc: Loc, lines: dict[Loc, int]) -> tuple[str, int | None]:
-    """Map a pydantic loc to (display path, line), skipping union tags that are not keys."""
+def locate(loc: Loc, lines: dict[Loc, int], tags: bool = True) -> tuple[str, int | None]:
+    """Map a pydantic loc to (display path, line of the nearest existing node).
+
+    pydantic puts the tag of a discriminated union into the loc right after the list index
+    or field holding the union; such a tag is not a YAML key and is skipped (tags=False for
+    a loc built by hand from real keys).
+    """
     matched: Loc = ()
-    for part in loc:
+    shown: list[Any] = []
+    for i, part in enumerate(loc):
+        prev = loc[i - 1] if i else None
+        if tags and part in _UNION_TAGS and (isinstance(prev, int) or prev in _UNION_FIELDS):
+            continue
+        shown.append(part)
         candidate = (*matched, part)
-        if candidate in lines:
+        if candidate in lines and len(matched) == len(shown) - 1:
             matched = candidate
     text = ""
-    for part in matched:
+    for part in shown:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    # Name the unmatched tail too (a missing field is not in the file by definition).
-    tail = [p for p in loc if isinstance(p, str)]
-    missing = tail[-1] if tail and (not matched or matched[-1] != tail[-1]) else None
-    if missing and missing not in _UNION_TAGS:
-        text = f"{text}.{missing}" if text else missing
     return text, lines.get(matched, lines.get((), None))
 
 
 # pydantic puts the tag of a discriminated union into the loc; it is not a YAML key.
 _UNION_TAGS = {"action", "if", "query", "chaos_key", "health", "any", "all", "not"}
+_UNION_FIELDS = {"detect", "if", "not", "condition"}
 
 _FIXES = {
     "missing": "add this field",
