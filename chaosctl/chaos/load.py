@@ -160,12 +160,13 @@ class LoadGenerator:
                 if elapsed >= cfg.duration_s:
                     st.stop_reason = "duration"
                     break
-                if st.sent >= cfg.max_requests:
+                if st.sent >= cfg.max_requests or st.arrivals >= cfg.max_requests:
                     st.stop_reason = "max_requests"
                     break
                 # Catch up on every arrival due by now (one wake-up can cover several).
                 due = int(elapsed * cfg.rps) + 1
-                while st.arrivals < due and st.sent + len(pending) < cfg.max_requests:
+                # Each arrival sends at least one request: never schedule more than the cap.
+                while st.arrivals < min(due, cfg.max_requests) and st.sent < cfg.max_requests:
                     i = st.arrivals
                     st.arrivals += 1
                     if len(pending) >= cfg.max_inflight:

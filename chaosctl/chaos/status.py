@@ -51,10 +51,14 @@ class ChaosStatus:
 
 def redis_client(settings: Settings):  # noqa: ANN201 - redis.Redis, imported lazily
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
+    # No retries: redis-py would otherwise spend seconds backing off on a refused connection,
+    # and the halt must say "Redis is down" at once.
     return redis.Redis(host=settings.host, port=settings.redis_port,
                        socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S,
-                       decode_responses=True)
+                       retry=Retry(NoBackoff(), 0), decode_responses=True)
 
 
 def read_keys(settings: Settings) -> dict[str, tuple[str, int]]:
