@@ -34,7 +34,7 @@ from starlette.concurrency import run_in_threadpool
 
 from shop import metrics
 from shop.downstream import Downstream
-from shop.resilience import Deadline, ResilienceError
+from shop.resilience import BreakerOpenError, BulkheadFullError, Deadline, ResilienceError
 
 log = logging.getLogger("shop.outbox")
 BATCH = 100
@@ -109,6 +109,10 @@ class OutboxPublisher:
                     "POST", "/events", json=event, deadline=Deadline.after(5.0), retry=False)
                 ok = response.status_code in (200, 201, 202)
                 self.last_error = None if ok else f"http {response.status_code}"
+            except (BreakerOpenError, BulkheadFullError) as exc:
+                # Nothing was sent: do not grow this event's backoff, just wait for the breaker.
+                self.last_error = type(exc).__name__
+                break
             except ResilienceError as exc:
                 ok = False
                 self.last_error = type(exc).__name__
