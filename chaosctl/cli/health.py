@@ -66,7 +66,10 @@ def render(report: HealthReport) -> RenderableType:
     parts: list[RenderableType] = []
     comp = Table(title="Stack health", title_justify="left")
     for col in ("component", "status", "latency", "address", "detail"):
-        comp.add_column(col, no_wrap=col != "detail")
+        if col == "detail":
+            comp.add_column(col, overflow="fold")
+        else:
+            comp.add_column(col, no_wrap=True)
     for name, svc in report.services.items():
         comp.add_row(name, _style(svc.status), _ms(svc.latency_ms), _addr(svc.url), svc.detail)
     r = report.redis
@@ -103,9 +106,12 @@ def render(report: HealthReport) -> RenderableType:
         for col in ("key", "value", "ttl left", "clear with"):
             ch.add_column(col)
         for k in report.chaos:
-            service = k.key.split(":")[1]
+            # chaos:SERVICE:FAULT -> the service's own clear endpoint, as in the runbook.
+            _, service, fault = k.key.split(":", 2)
+            base = report.services[service].url if service in report.services else service
             ttl = "no TTL" if k.ttl_s is None else f"{k.ttl_s} s"
-            ch.add_row(k.key, k.value, ttl, f"curl -X DELETE <{service}>/chaos/config")
+            clear = f"curl -X DELETE '{base}/chaos/config?fault={fault}'"
+            ch.add_row(k.key, k.value, ttl, clear)
         parts.append(ch)
 
     if report.healthy:

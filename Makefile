@@ -1,0 +1,41 @@
+# Two commands for a fresh machine: `make demo` and `make test` (see README.md).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Extra pytest options, e.g. `make test PYTEST_ARGS='-x tests/unit'`.
+PYTEST_ARGS ?=
+
+.PHONY: help venv deps demo test lint clean
+
+help:
+	@echo "make demo   install what is missing, bring the stack up, break it, watch it recover"
+	@echo "make test   install dev dependencies and run the whole test suite"
+	@echo "make deps   install redis-server and prometheus (apt-get) when missing"
+	@echo "make venv   create $(VENV) and install chaosctl with its dev extras"
+	@echo "make lint   ruff"
+	@echo "make clean  remove the venv and caches (not the stack's state dir)"
+
+# Reinstall only when pyproject.toml changes; the stamp lives inside the venv.
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+deps:
+	bash scripts/deps.sh
+
+demo: deps venv
+	VENV=$(VENV) bash scripts/demo.sh
+
+# pytest's own exit code is make's: 5 ("no tests collected") fails the build like any other.
+test: venv
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check chaosctl tests benchmarks stack
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
