@@ -1,0 +1,173 @@
+"""`chaosctl game-day`: rehearse incidents under load, time detection and recovery, report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+GAMEDAY_HELP = """Rehearse runbook incidents under real traffic and score them.
+
+For each scenario: preflight (stack healthy, no chaos), steady-state traffic (orders with
+idempotency keys, a share of replays), inject the fault (with a TTL as a safety net), detect
+it from Prometheus with the playbooks (time to detect), remediate (auto: run the playbook
+that fired; manual: you fix it, chaosctl times you), verify the steady state is back and
+holds (time to recover), and ALWAYS roll back: faults cleared and traffic stopped whatever
+happens, Ctrl-C included. An abort guard ends the run when the success rate stays under
+--abort-floor for --abort-grace, or when recovery takes longer than --duration.
+
+Exit 0 when every scenario passes, 1 when one fails or aborts, 2 for bad input, 130 when
+interrupted (after the rollback).
+
+\b
+--json prints one object (stable shape):
+{"results": [{"scenario", "outcome": "pass"|"fail"|"aborted", "mode", "mttd_s",
+  "mttr_s", "remediation_s", "expected_playbook", "fired_playbook", "right_playbook",
+  "success_rate": {"before", "during", "after"},
+  "latency_ms": {"before"|"during"|"after": {"p95", "p99"}},
+  "requests": {...}, "retry_amplification", "load_shed", "duplicates", "lost_events",
+  "objectives": [{"name", "target", "actual", "passed"}], "reason", "rolled_back",
+  "started_at", "duration_s", "report_path"}],
+ "scorecard": path | null, "passed": int, "total": int}
+"""
+
+
+def register(app: typer.Typer) -> None:
+    app.command("game-day", help=GAMEDAY_HELP)(game_day)
+
+
+def _seconds(text: str, what: str) -> float:
+    from chaosctl.chaos.catalogue import parse_duration
+
+    return parse_duration(text, what)
+
+
+def game_day(
+    scenarios: Annotated[list[str] | None, typer.Argument(
+        help="Scenarios to run: payment-errors, payment-slow, inventory-lock, "
+             "gateway-overload, notifications-down, service-crash, retry-storm.",
+        show_default=False)] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Run every scenario and a scorecard.")]
+    = False,
+    rps: Annotated[float, typer.Option("--rps", help="Steady traffic, orders per second.")]
+    = 50.0,
+    duration: Annotated[str, typer.Option(
+        "--duration", help="Longest the fault phase may last (e.g. 60s) before aborting.")]
+    = "60s",
+    baseline: Annotated[str, typer.Option(
+        "--baseline", help="Steady-state measurement before the fault.")] = "10s",
+    hold: Annotated[str, typer.Option(
+        "--hold", help="How long the steady state must hold to count as recovered.")] = "5s",
+    mode: Annotated[str, typer.Option(
+        "--mode", help="auto: run the playbook that fired; manual: humans fix it.")] = "auto",
+    report: Annotated[Path | None, typer.Option(
+        "--report", help="Directory for the HTML pages and JSON journals "
+                         "[default: $CHAOSCTL_HOME/reports]")] = None,
+    abort_floor: Annotated[float, typer.Option(
+        "--abort-floor", help="Abort when the success rate stays below this.")] = 0.5,
+    abort_grace: Annotated[str, typer.Option(
+        "--abort-grace", help="...for longer than this.")] = "20s",
+    list_: Annotated[bool, typer.Option("--list", help="List the scenarios and exit.")]
+    = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output (shape above).")]
+    = False,
+) -> None:
+    from chaosctl.config import load_settings
+    from chaosctl.errors import InvalidInputError
+    from chaosctl.gameday import scenarios as catalogue
+    from chaosctl.gameday.report import write_run, write_scorecard
+    from chaosctl.gameday.runner import GameDay, GameDayOptions
+
+    if list_:
+        for s in catalogue.SCENARIOS.values():
+            typer.echo(f"{s.name:20} {s.description} -> expects {s.playbook}")
+        return
+    names = list(catalogue.SCENARIOS) if all_ else list(scenarios or [])
+    if not names:
+        raise InvalidInputError("name at least one scenario or pass --all; valid: "
+                                + ", ".join(catalogue.SCENARIOS))
+    chosen = [catalogue.get(n) for n in names]
+    if mode not in ("auto", "manual"):
+        raise InvalidInputError(f"--mode {mode!r} is not valid; use auto or manual")
+    if not 0 < rps <= 500:
+        raise InvalidInputError(f"--rps {rps:g} is out of range; valid: 0 < rps <= 500")
+    if not 0 <= abort_floor <= 1:
+        raise InvalidInputError(f"--abort-floor {abort_floor:g} must be within 0..1")
+    options = GameDayOptions(rps=rps, duration_s=_seconds(duration, "--duration"),
+                             baseline_s=_seconds(baseline, "--baseline"),
+                             hold_s=_seconds(hold, "--hold"), mode=mode,
+                             abort_floor=abort_floor,
+                             abort_grace_s=_seconds(abort_grace, "--abort-grace"))
+    if options.duration_s <= 0 or options.baseline_s <= 0:
+        raise InvalidInputError("--duration and --baseline must be above 0")
+    settings = load_settings()
+    directory = report or settings.home / "reports"
+    results = []
+    printer = _Progress(quiet=as_json)
+    for scenario in chosen:
+        run = GameDay(settings, scenario, options, on_event=printer)
+        try:
+            result = run.run()
+        except KeyboardInterrupt:
+            write_run(run.result, directory)
+            printer.line(f"interrupted: rolled back; partial report {run.result.report_path}")
+            raise typer.Exit(130) from None
+        write_run(result, directory)
+        results.append(result)
+        printer.summary(result)
+    card = write_scorecard(results, directory) if len(results) > 1 else None
+    passed = sum(r.outcome == "pass" for r in results)
+    if as_json:
+        typer.echo(json.dumps({"results": [r.to_json() for r in results],
+                               "scorecard": str(card) if card else None,
+                               "passed": passed, "total": len(results)}, indent=2))
+    elif card:
+        printer.line(f"scorecard: {card}  ({passed}/{len(results)} passed)")
+    raise typer.Exit(0 if passed == len(results) else 1)
+
+
+class _Progress:
+    """Live progress on stderr (stdout stays clean for --json)."""
+
+    def __init__(self, quiet: bool) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.quiet = quiet
+
+    def line(self, text: str) -> None:
+        self.console.print(text, highlight=False)
+
+    def __call__(self, kind: str, data: dict[str, Any]) -> None:
+        t = f"[dim]{data.get('t', 0):7.1f}s[/dim]"
+        name = data.get("scenario", "")
+        if kind == "phase":
+            self.console.print(f"{t} [bold]{name}[/bold] {data['phase']}")
+        elif kind == "marker":
+            self.console.print(f"{t} [bold]{name}[/bold] [cyan]{data['kind']}[/cyan] "
+                               f"{data['label']}", highlight=False)
+        elif kind == "baseline":
+            rate = data.get("success_rate")
+            p95 = data.get("p95_ms")
+            self.console.print(
+                f"{t} [bold]{name}[/bold] baseline: success "
+                f"{'–' if rate is None else f'{rate:.1%}'}, p95 "
+                f"{'–' if p95 is None else f'{p95:.0f} ms'}")
+        elif kind == "remediated":
+            self.console.print(f"{t} [bold]{name}[/bold] playbook {data['playbook']}: "
+                               f"{data['status']}")
+        elif kind == "waiting":
+            self.console.print(f"{t} [bold]{name}[/bold] [yellow]{data['detail']}[/yellow]")
+
+    def summary(self, r: Any) -> None:
+        color = {"pass": "green", "fail": "red", "aborted": "yellow"}[r.outcome]
+        mttd = "–" if r.mttd_s is None else f"{r.mttd_s:.1f} s"
+        mttr = "–" if r.mttr_s is None else f"{r.mttr_s:.1f} s"
+        self.console.print(
+            f"[bold]{r.scenario}[/bold]: [{color}]{r.outcome.upper()}[/{color}]  "
+            f"detect {mttd}  recover {mttr}  playbook {r.fired_playbook or '–'}  "
+            f"duplicates {r.duplicates}  lost events {r.lost_events}"
+            + (f"\n  {r.reason}" if r.reason else "")
+            + f"\n  report: {r.report_path}", highlight=False)
