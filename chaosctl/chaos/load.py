@@ -29,6 +29,8 @@ from chaosctl.errors import InvalidInputError
 RetryPredicate = Callable[[int, Any], bool]
 # arrival number -> (path, JSON body, headers)
 RequestFactory = Callable[[int], tuple[str, dict[str, Any], dict[str, str]]]
+# (status code or None for no answer, parsed JSON body or None, latency seconds) -> None
+ResponseHook = Callable[[int | None, Any, float], None]
 
 
 def require_loopback(url: str) -> str:
@@ -78,6 +80,7 @@ class LoadConfig:
     retries: int = 0  # immediate re-sends per arrival when `retry_on` says so
     retry_on: RetryPredicate | None = None
     make_request: RequestFactory = order_request
+    on_response: ResponseHook | None = None  # per-request results (the game-day timeline)
 
     def __post_init__(self) -> None:
         require_loopback(self.base_url)
@@ -207,19 +210,28 @@ class LoadGenerator:
                 response = await client.post(path, json=body, headers=headers)
             except httpx.HTTPError:
                 st.errors += 1
+                if cfg.on_response is not None:
+                    cfg.on_response(None, None, time.perf_counter() - start)
                 retry = True
             else:
-                st.latencies.append(time.perf_counter() - start)
+                latency = time.perf_counter() - start
+                st.latencies.append(latency)
                 code = str(response.status_code)
                 st.status_counts[code] = st.status_counts.get(code, 0) + 1
                 if 200 <= response.status_code < 300:
                     st.ok += 1
+                wants_body = cfg.on_response is not None or (
+                    cfg.retry_on is not None and attempt < cfg.retries)
+                parsed = None
+                if wants_body:
+                    try:
+                        parsed = response.json()
+                    except ValueError:
+                        parsed = None
+                if cfg.on_response is not None:
+                    cfg.on_response(response.status_code, parsed, latency)
                 if cfg.retry_on is None or attempt >= cfg.retries:
                     return
-                try:
-                    parsed = response.json()
-                except ValueError:
-                    parsed = None
                 retry = cfg.retry_on(response.status_code, parsed)
             if not retry or cfg.retry_on is None:
                 return

@@ -37,6 +37,7 @@ COMMAND_MODULES = (
     "chaosctl.cli.remediate",
     "chaosctl.cli.playbooks",
     "chaosctl.cli.watch",
+    "chaosctl.cli.gameday",
 )
 
 
