@@ -39,7 +39,7 @@ def _listed(stack: Any, kind: str, service: str) -> dict[str, Any] | None:
 def test_service_down_comes_back_after_for(chaos_stack: Any) -> None:
     stack = chaos_stack
     old = stack.pids("payments")
-    rc, out = cli_json(stack, "inject", "service-down", "payments", "--for", "4s")
+    rc, out = cli_json(stack, "inject", "service-down", "payments", "--for", "10s")
     assert rc == 0 and out["worker"]["kind"] == "revert"
     assert all(pid_gone(pid) for pid in old.values())
     item = _listed(stack, "killed", "payments")
