@@ -16,7 +16,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from chaosctl.config import SERVICES, Settings
@@ -404,22 +403,10 @@ class LocalBackend(Backend):
         return name
 
     def _fill_health(self, entries: list[ProcessStatus]) -> None:
-        host, by_name = self.settings.host, {}
-        running = [e for e in entries if e.alive and not e.paused]
-
-        def probe(name: str) -> str:
-            if name == "redis":
-                return "ok" if probes.redis_ping(host, self.settings.redis_port) else "down"
-            if name == "prometheus":
-                return "ok" if probes.prometheus_ready(self.settings.prometheus_url) else "down"
-            body = probes.service_health(self.settings.url(name))
-            return str(body.get("status", "down")) if body else HEALTH_UNREACHABLE
-
-        names = sorted({e.name for e in running})
-        with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
-            by_name = dict(zip(names, pool.map(probe, names), strict=True))
+        running = sorted({e.name for e in entries if e.alive and not e.paused})
+        health = probes.health_of(self.settings, running)
         for e in entries:
             if e.paused:
                 e.health = HEALTH_PAUSED
             elif e.alive:
-                e.health = by_name[e.name]
+                e.health = health[e.name]

@@ -5,7 +5,13 @@ from __future__ import annotations
 import json
 import socket
 import urllib.request
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from chaosctl.runtime.base import HEALTH_UNREACHABLE
+
+if TYPE_CHECKING:
+    from chaosctl.config import Settings
 
 
 def redis_ping(host: str, port: int, timeout: float = 1.0) -> bool:
@@ -48,3 +54,23 @@ def service_health(base_url: str, timeout: float = 1.0) -> dict[str, Any] | None
 def prometheus_ready(base_url: str, timeout: float = 1.0) -> bool:
     answer = http_get(f"{base_url}/-/ready", timeout)
     return answer is not None and answer[0] == 200
+
+
+def health_of(settings: Settings, names: list[str]) -> dict[str, str]:
+    """Health of each named process, probed concurrently (a paused one costs one timeout).
+
+    redis/prometheus: "ok" or "down"; services: their /health status, or "unreachable".
+    """
+
+    def probe(name: str) -> str:
+        if name == "redis":
+            return "ok" if redis_ping(settings.host, settings.redis_port) else "down"
+        if name == "prometheus":
+            return "ok" if prometheus_ready(settings.prometheus_url) else "down"
+        body = service_health(settings.url(name))
+        return str(body.get("status", "down")) if body else HEALTH_UNREACHABLE
+
+    if not names:
+        return {}
+    with ThreadPoolExecutor(max_workers=len(names)) as pool:
+        return dict(zip(names, pool.map(probe, names), strict=True))

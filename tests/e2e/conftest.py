@@ -19,7 +19,9 @@ recorded is still alive). It yields a `StackHandle`:
 Rules for tests using it: leave the stack as you found it (scale back, `start` what you killed,
 `resume` what you paused, in a `finally`), and never `down` it. Tests that need their own stack
 (up/down itself) use `make_stack`, a factory for separate, not-yet-started handles on other
-ports, each torn down (down --purge + no process left) after the test.
+ports, each torn down (down --purge + no process left) after the test. State dirs are private
+`tempfile.mkdtemp` dirs (removed at teardown), not pytest's tmp_path, which concurrent pytest
+runs may prune.
 
 `processes_using(home)` — live PIDs whose cmdline/environment mention a state dir (for
 "nothing left behind" checks that do not trust the pid files).
@@ -30,10 +32,14 @@ the test, so no test sees another's faults.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -118,12 +124,23 @@ class StackHandle:
         assert result.returncode == 0, result.stderr
         assert not leftovers, f"processes left after down: {leftovers}"
         strays = processes_using(self.home)
+        for pid in strays:  # they carry our private home in their env: ours, never leak them
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        if not strays:
+            shutil.rmtree(self.home, ignore_errors=True)
         assert not strays, f"processes still using {self.home} after down: {strays}"
 
 
+def _private_home() -> Path:
+    # Not pytest's tmp_path: a concurrent pytest session prunes old /tmp/pytest-of-* dirs,
+    # which would delete a running stack's pid files under our feet.
+    return Path(tempfile.mkdtemp(prefix="chaosctl-e2e-"))
+
+
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackHandle]:
-    handle = StackHandle(tmp_path_factory.mktemp("chaosctl-home"))
+def stack() -> Iterator[StackHandle]:
+    handle = StackHandle(_private_home())
     try:
         handle.up()
         yield handle
@@ -132,11 +149,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackHandle]:
 
 
 @pytest.fixture
-def make_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], StackHandle]]:
+def make_stack() -> Iterator[Callable[[], StackHandle]]:
     made: list[StackHandle] = []
 
     def factory() -> StackHandle:
-        handle = StackHandle(tmp_path_factory.mktemp("chaosctl-own"))
+        handle = StackHandle(_private_home())
         made.append(handle)
         return handle
 

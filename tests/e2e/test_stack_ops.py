@@ -150,3 +150,35 @@ def test_recording_rules_are_loaded(stack: StackHandle) -> None:
         return names or None
 
     assert {"order_success_rate", "http_req_failed_rate"} <= wait_for(rules, what="rules")
+
+
+def test_logs_follow_prints_new_lines_and_stops_on_ctrl_c(stack: StackHandle) -> None:
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chaosctl.cli.main", "stack", "logs", "orders", "--follow",
+         "--tail", "0"],
+        env=stack.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    seen: list[str] = []
+    reader = threading.Thread(target=lambda: seen.extend(proc.stdout or []), daemon=True)
+    reader.start()
+    try:
+        log = stack.home / "logs" / "orders.0.log"
+        marker = "follow-marker-from-test"
+
+        def marker_seen() -> bool:
+            with open(log, "a") as fh:  # keep appending until the follower has started
+                fh.write(marker + "\n")
+            return any(marker in line for line in seen)
+
+        wait_for(marker_seen, timeout=30, interval=0.3, what="followed log line")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0, proc.stderr.read() if proc.stderr else ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
