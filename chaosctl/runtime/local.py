@@ -280,7 +280,9 @@ class LocalBackend(Backend):
         while pending:
             for rec in list(pending):
                 child = self._children.get(rec.pid)
-                if (child is not None and child.poll() is not None) or not rec.is_ours():
+                # Our own child: trust poll(), not /proc (right after fork its cmdline may
+                # still be ours, not the exec'd program's).
+                if child.poll() is not None if child is not None else not rec.is_ours():
                     raise StackStartError(f"{rec.label} exited while starting; last lines of "
                                           f"{rec.log}:\n{log_tail(rec.log)}")
                 if self._is_ready(rec):
@@ -379,7 +381,8 @@ class LocalBackend(Backend):
                                        hint="start it with `chaosctl stack up`")
 
     def _stop(self, records: list[PidRecord]) -> list[StoppedProcess]:
-        stopped = terminate(records)
+        trusted = frozenset(pid for pid, child in self._children.items() if child.poll() is None)
+        stopped = terminate(records, trusted=trusted)
         for rec in records:
             self.run.remove(rec.name, rec.replica)
             child = self._children.pop(rec.pid, None)

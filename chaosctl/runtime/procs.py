@@ -79,7 +79,12 @@ class PidRecord:
             return False
         if self.starttime is not None and proc_starttime(self.pid) != self.starttime:
             return False
-        return proc_cmdline(self.pid) == self.cmdline
+        cmdline = proc_cmdline(self.pid)
+        # redis-server blanks its argv for a moment while it initialises; with the start time
+        # matching, an empty command line is that moment, not another process.
+        if cmdline is None and self.starttime is not None:
+            return True
+        return cmdline == self.cmdline
 
     def is_paused(self) -> bool:
         return proc_state(self.pid) == "T"
@@ -134,9 +139,19 @@ def _atomic_write(path: Path, data: dict[str, Any]) -> None:
 
 
 # -- signals -----------------------------------------------------------------------------------
-def send(record: PidRecord, sig: int) -> bool:
-    """Signal the process (and its session group) only if it is still ours. True if sent."""
-    if not record.is_ours():
+def _alive(record: PidRecord, trusted: frozenset[int]) -> bool:
+    if record.pid in trusted:  # our unreaped child: the PID cannot have been reused
+        return proc_state(record.pid) not in (None, "Z", "X")
+    return record.is_ours()
+
+
+def send(record: PidRecord, sig: int, trusted: frozenset[int] = frozenset()) -> bool:
+    """Signal the process (and its session group) only if it is still ours. True if sent.
+
+    `trusted` lists PIDs of our own not-yet-reaped children: their identity is certain even in
+    the instant after fork when /proc still shows the parent's command line.
+    """
+    if not _alive(record, trusted):
         return False
     try:
         # Started with start_new_session=True, so pgid == pid and children go with it.
@@ -156,35 +171,37 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
-def wait_gone(records: list[PidRecord], timeout: float) -> list[PidRecord]:
+def wait_gone(records: list[PidRecord], timeout: float,
+              trusted: frozenset[int] = frozenset()) -> list[PidRecord]:
     """Wait until none of `records` is alive; return those still alive at the deadline."""
     deadline = time.monotonic() + timeout
     pending = list(records)
     while pending:
         for rec in pending:
             _reap(rec.pid)
-        pending = [r for r in pending if r.is_ours()]
+        pending = [r for r in pending if _alive(r, trusted)]
         if not pending or time.monotonic() >= deadline:
             break
         time.sleep(0.05)
     return pending
 
 
-def terminate(records: list[PidRecord], timeout: float = 10.0) -> list[StoppedProcess]:
+def terminate(records: list[PidRecord], timeout: float = 10.0,
+              trusted: frozenset[int] = frozenset()) -> list[StoppedProcess]:
     """SIGTERM (then SIGCONT, so a paused process can act on it); SIGKILL after `timeout`."""
     stopped: dict[str, StoppedProcess] = {}
     live: list[PidRecord] = []
     for rec in records:
-        if send(rec, signal.SIGTERM):
-            send(rec, signal.SIGCONT)
+        if send(rec, signal.SIGTERM, trusted):
+            send(rec, signal.SIGCONT, trusted)
             live.append(rec)
             stopped[rec.label] = StoppedProcess(rec.name, rec.replica, rec.pid, "terminated")
         else:
             stopped[rec.label] = StoppedProcess(rec.name, rec.replica, rec.pid, "stale")
-    for rec in wait_gone(live, timeout):
-        send(rec, signal.SIGKILL)
+    for rec in wait_gone(live, timeout, trusted):
+        send(rec, signal.SIGKILL, trusted)
         stopped[rec.label].how = "killed"
-    wait_gone(live, 5.0)
+    wait_gone(live, 5.0, trusted)
     return [stopped[r.label] for r in records]
 
 

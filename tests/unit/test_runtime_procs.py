@@ -127,3 +127,16 @@ def test_resources_point_at_the_bundled_stack() -> None:
     assert (stack_dir() / "prometheus" / "rules" / "recording.yml").is_file()
     assert (stack_dir() / "shop").is_dir()
     assert playbooks_dir().name == "playbooks"
+
+
+def test_own_unreaped_child_is_trusted_even_before_its_cmdline_settles(
+    sleeper: subprocess.Popen[bytes],
+) -> None:
+    # Right after fork/exec /proc may not show the final command line yet (redis-server even
+    # blanks it while starting); a still-unreaped child of ours cannot be a reused PID.
+    rec = record_for(sleeper, ["not", "what", "proc", "shows"])
+    assert not rec.is_ours()
+    stopped = terminate([rec], timeout=5, trusted=frozenset({sleeper.pid}))
+    assert [s.how for s in stopped] == ["terminated"]
+    sleeper.wait(timeout=5)
+    assert proc_state(sleeper.pid) is None
