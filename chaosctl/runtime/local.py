@@ -280,11 +280,12 @@ class LocalBackend(Backend):
         while pending:
             for rec in list(pending):
                 child = self._children.get(rec.pid)
-                # Our own child: trust poll(), not /proc (right after fork its cmdline may
-                # still be ours, not the exec'd program's).
-                if child.poll() is not None if child is not None else not rec.is_ours():
-                    raise StackStartError(f"{rec.label} exited while starting; last lines of "
-                                          f"{rec.log}:\n{log_tail(rec.log)}")
+                # Our own child: trust poll(), not /proc (redis-server blanks its command
+                # line for a moment while it initialises).
+                code = child.poll() if child is not None else (None if rec.is_ours() else "?")
+                if code is not None:
+                    raise StackStartError(f"{rec.label} exited while starting (exit code {code}); "
+                                          f"last lines of {rec.log}:\n{log_tail(rec.log)}")
                 if self._is_ready(rec):
                     pending.remove(rec)
                     if on_ready:

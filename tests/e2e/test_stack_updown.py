@@ -51,3 +51,20 @@ def test_start_failure_names_the_process_and_stops_what_it_started(
     assert processes_using(stack.home) == []
     logs = stack.home / "logs" / "redis.0.log"
     assert logs.is_file()
+
+
+def test_a_service_that_crashes_on_start_is_named_with_its_log_tail(
+    make_stack: Callable[[], StackHandle],
+) -> None:
+    import re
+
+    stack = make_stack()
+    # A real start-up crash: no SQLAlchemy dialect called "bogus".
+    env = {**stack.env, "CHAOSCTL_DATABASE_URL": "bogus://nowhere"}
+    result = stack.cli("stack", "up", env=env)
+    assert result.returncode == 1
+    assert re.search(r"chaosctl: error: (gateway|orders|payments|inventory|notifications)\.0 "
+                     r"exited while starting \(exit code 1\)", result.stderr), result.stderr
+    assert "bogus" in result.stderr  # the log tail made it into the message
+    assert not list((stack.home / "run").glob("*.pid"))
+    assert processes_using(stack.home) == []
