@@ -19,7 +19,7 @@ from chaosctl.errors import ChaosctlError, ExitCode
 from chaosctl.gameday import integrity
 from chaosctl.gameday.model import Marker, Objective, ScenarioResult
 from chaosctl.gameday.scenarios import Scenario
-from chaosctl.gameday.timeline import OK, SHED, percentile, phase_stats, samples
+from chaosctl.gameday.timeline import FAILED, OK, SHED, percentile, phase_stats, samples
 from chaosctl.gameday.traffic import Traffic
 
 EventSink = Callable[[str, dict[str, Any]], None]
@@ -110,11 +110,11 @@ class GameDay:
         """Is the trailing window back to the baseline's level?"""
         t0 = t_end - self.opts.window_s
         window = [r for r in self.traffic.records if t0 <= r.t < t_end]
-        admitted = [r for r in window if r.outcome != SHED]
+        admitted = [r for r in window if r.outcome in (OK, FAILED)]
         if len(admitted) < max(3, self.opts.rps * self.opts.window_s * 0.3):
             return False  # too little traffic answered to judge (requests hanging)
         ok = sum(r.outcome == OK for r in admitted)
-        shed = len(window) - len(admitted)
+        shed = sum(r.outcome == SHED for r in window)
         p95 = percentile([r.latency_ms for r in admitted], 95) or 0.0
         latency_cap = max(3 * (self.baseline_p95 or 0.0), (self.baseline_p95 or 0.0) + 250.0)
         return ok / len(admitted) >= 0.95 and shed <= 0.01 * len(window) and p95 <= latency_cap
@@ -135,7 +135,8 @@ class GameDay:
         grace = self.opts.abort_grace_s
         if t - self.t_inject < grace:
             return
-        window = [r for r in self.traffic.records if t - grace <= r.t < t and r.outcome != SHED]
+        window = [r for r in self.traffic.records
+                  if t - grace <= r.t < t and r.outcome in (OK, FAILED)]
         if len(window) >= 5:
             rate = sum(r.outcome == OK for r in window) / len(window)
             if rate < self.opts.abort_floor:
@@ -345,6 +346,12 @@ class GameDay:
             Objective("rolled back", "nothing left injected", "yes" if r.rolled_back else "no",
                       r.rolled_back),
         ]
+        if obj.max_retry_amplification is not None:
+            amp = r.retry_amplification
+            checks.append(Objective("retry amplification (payments calls per order)",
+                                    f"<= {obj.max_retry_amplification:.1f}x",
+                                    "–" if amp is None else f"{amp:.2f}x",
+                                    amp is not None and amp <= obj.max_retry_amplification))
         r.objectives = checks
         if r.outcome != "aborted":
             r.outcome = "pass" if all(c.passed for c in checks) else "fail"

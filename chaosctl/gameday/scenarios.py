@@ -15,6 +15,7 @@ class Objectives:
     # The seed study's MTTR with circuit breakers was 35 s: a game day must beat it.
     max_mttr_s: float = 35.0
     min_success_after: float = 0.95
+    max_retry_amplification: float | None = None  # payments calls per order, when scored
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,13 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              "notifications-down", {"for_": "0"}, "outbox-backlog"),
     Scenario("service-crash", "payments is killed (SIGKILL) and stays down",
              "service-down", {"service": "payments", "for_": "0"}, "service-down"),
-    Scenario("retry-storm", "payment errors plus clients that re-POST every failure at once",
-             "retry-storm", {"rate": 0.5, "rps": 20, "for_": "60s"}, "retry-storm"),
+    # The retry budget (20 % of calls) is what keeps this from becoming a storm: the
+    # retry-storm playbook (retries > 2x requests) must NOT fire; the payments degradation
+    # behind it must, and amplification must stay near the study's 1.1x.
+    Scenario("retry-storm", "payment errors plus clients that re-POST every failure at once; "
+             "the retry budget must keep amplification low",
+             "retry-storm", {"rate": 0.5, "rps": 20, "for_": "60s"}, "payment-degradation",
+             Objectives(max_retry_amplification=1.3)),
 )}
 
 

@@ -9,13 +9,16 @@ from dataclasses import dataclass
 from chaosctl.gameday.model import PhaseStats, Sample
 
 OK, FAILED, SHED, CONFLICT = "ok", "failed", "shed", "conflict"
+# An idempotent replay answers with the ORIGINAL outcome, which says nothing about the stack
+# now: it is kept apart from success like shed and conflict.
+REPLAY = "replay"
 
 
 @dataclass(frozen=True)
 class RequestRecord:
     t: float  # seconds since the run started, when the request completed
     latency_ms: float
-    outcome: str  # ok | failed | shed | conflict
+    outcome: str  # ok | failed | shed | conflict | replay
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:

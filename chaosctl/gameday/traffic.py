@@ -10,10 +10,12 @@ import uuid
 from typing import Any
 
 from chaosctl.chaos.load import LoadConfig, LoadRunner
-from chaosctl.gameday.timeline import CONFLICT, FAILED, OK, SHED, RequestRecord
+from chaosctl.gameday.timeline import CONFLICT, FAILED, OK, REPLAY, SHED, RequestRecord
 
 
-def classify(status: int | None, body: Any) -> str:
+def classify(status: int | None, body: Any, sent_at: float | None = None) -> str:
+    """The outcome of one order request; `sent_at` (unix time) tells replays apart: their
+    answer is an order created before the request was sent."""
     if status is None or status >= 500:
         return FAILED
     if status == 429:
@@ -21,6 +23,9 @@ def classify(status: int | None, body: Any) -> str:
     if status == 409:
         return CONFLICT  # a replay while the original is still in progress
     if status in (200, 201) and isinstance(body, dict):
+        created = body.get("created_at")
+        if sent_at is not None and isinstance(created, int | float) and created < sent_at - 0.5:
+            return REPLAY
         return OK if body.get("status") == "completed" else FAILED
     return FAILED
 
@@ -65,7 +70,8 @@ class Traffic:
 
     def _record(self, status: int | None, body: Any, latency_s: float) -> None:
         self.records.append(RequestRecord(t=self.now(), latency_ms=latency_s * 1000.0,
-                                          outcome=classify(status, body)))
+                                          outcome=classify(status, body,
+                                                           time.time() - latency_s)))
 
     def now(self) -> float:
         return time.monotonic() - self.t0

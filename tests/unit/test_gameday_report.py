@@ -95,3 +95,19 @@ def test_html_is_self_contained_and_escapes(tmp_path) -> None:
     assert journal["report_path"] == str(path)
     card = scorecard_html([r])
     assert "1 of 1 scenarios passed" in card
+
+
+def test_classify_keeps_replays_apart_from_success() -> None:
+    from chaosctl.gameday.timeline import CONFLICT, REPLAY
+    from chaosctl.gameday.traffic import classify
+
+    now = 1_000_000.0
+    fresh = {"status": "completed", "created_at": now + 0.01}
+    old_failure = {"status": "payment_failed", "created_at": now - 30}
+    assert classify(201, fresh, now) == OK
+    assert classify(201, {"status": "payment_failed", "created_at": now}, now) == FAILED
+    assert classify(201, old_failure, now) == REPLAY  # the original's outcome, not today's
+    assert classify(429, None, now) == SHED
+    assert classify(409, {"error": "request_in_progress"}, now) == CONFLICT
+    assert classify(None, None, now) == FAILED
+    assert classify(503, {"error": "breaker_open"}, now) == FAILED
