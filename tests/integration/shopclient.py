@@ -70,7 +70,8 @@ class OrderStream:
     url: str
     customer: str
     workers: int = 4
-    max_orders: int = 600
+    max_orders: int = 2000
+    failure_pause_s: float = 0.05
     results: list[tuple[int, dict[str, Any] | None]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -86,11 +87,15 @@ class OrderStream:
                     response = client.post(f"{self.url}/orders",
                                            json=order_body(self.customer, "SKU-077"))
                     status = response.status_code
-                    body = response.json() if status == 201 else None
-                except httpx.HTTPError:
-                    status, body = 0, None
+                    body = response.json() if status == 201 else {"error": response.text[:200]}
+                except httpx.HTTPError as exc:
+                    status, body = 0, {"error": repr(exc)}
                 with self._lock:
                     self.results.append((status, body))
+                if status != 201:
+                    # Pace a failing client like a real one would (and keep `max_orders` for
+                    # real attempts, not for a tight loop of instant 503s).
+                    self._stop.wait(self.failure_pause_s)
 
     def start(self) -> OrderStream:
         self._threads = [threading.Thread(target=self._run, daemon=True)
@@ -107,6 +112,14 @@ class OrderStream:
     def created(self) -> list[dict[str, Any]]:
         with self._lock:
             return [body for status, body in self.results if status == 201 and body]
+
+    def summary(self, last: int = 50) -> str:
+        """Statuses and error texts of the last `last` results, for assertion messages."""
+        from collections import Counter
+
+        with self._lock:
+            tail = self.results[-last:]
+        return str(Counter((s, (b or {}).get("error", "")[:80]) for s, b in tail))
 
     def failures(self) -> int:
         with self._lock:

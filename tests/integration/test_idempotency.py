@@ -52,7 +52,8 @@ def test_500_concurrent_posts_with_one_key_make_one_order_and_one_charge(
     for r in responses:
         if r.status_code != 201:
             assert allowed_errors.get(r.status_code) == r.json()["error"], (r.status_code, r.text)
-    assert statuses[409] >= 1, f"no concurrent duplicate was seen: {statuses}"
+    # Duplicates did reach orders (as 409 while the first ran, or replays once it finished).
+    assert statuses[409] + len(replays) >= 1, statuses
     if entry == "orders":  # nothing in front of orders may refuse: only 409s and replays
         assert statuses[409] + len(replays) == N - 1, statuses
 

@@ -40,7 +40,7 @@ def test_kill9_orders_loses_and_duplicates_no_outbox_event(any_stack: ShopStack)
     stack = any_stack
     customer = new_customer("crash")
     gateway = stack.url("gateway")
-    stream = OrderStream(gateway, customer, workers=4, max_orders=600).start()
+    stream = OrderStream(gateway, customer, workers=4, max_orders=2000).start()
     try:
         wait_for(lambda: len(stream.created()) >= 20, timeout=60,
                  what="20 orders before the kill")
@@ -53,8 +53,11 @@ def test_kill9_orders_loses_and_duplicates_no_outbox_event(any_stack: ShopStack)
         httpx.post(f"{gateway}/status/breakers/orders/reset", headers=stack.admin_headers(),
                    timeout=10).raise_for_status()
         after_restart = len(stream.created())
-        wait_for(lambda: len(stream.created()) >= after_restart + 20, timeout=60,
-                 what="20 more orders after orders restarted")
+        try:
+            wait_for(lambda: len(stream.created()) >= after_restart + 20, timeout=60,
+                     what="20 more orders after orders restarted")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; last results: {stream.summary()}") from None
     finally:
         stream.stop()
 
