@@ -28,8 +28,9 @@ def diagnose(stack: Any, *names: str) -> dict[str, Any]:
 
 
 def wait_firing(stack: Any, name: str, timeout: float = 60) -> dict[str, Any]:
-    """Poll diagnose until something fires; it must be exactly `name`."""
-    data = wait_for(lambda: (d := diagnose(stack))["firing"] and d, timeout=timeout,
+    """Poll diagnose until `name` fires; then it must be the only incident firing (a cascade
+    may look like another incident for its first seconds: inhibition then names the cause)."""
+    data = wait_for(lambda: name in (d := diagnose(stack))["firing"] and d, timeout=timeout,
                     interval=0.5, what=f"{name} to fire")
     assert data["firing"] == [name], json.dumps(data["playbooks"], indent=1)[:3000]
     return data  # type: ignore[no-any-return]
