@@ -53,7 +53,10 @@ class Downstream:
             on_state_change=lambda n, state: metrics.breaker_state.labels(n).set(int(state)),
         )
         metrics.breaker_state.labels(name).set(0)
-        self.bulkhead = Bulkhead(name, settings.bulkhead_size, settings.bulkhead_wait_s)
+        # The gateway has one downstream and already caps work with load shedding: its
+        # bulkhead to orders matches max_inflight instead of throttling below it.
+        size = settings.max_inflight if name == "orders" else settings.bulkhead_size
+        self.bulkhead = Bulkhead(name, size, settings.bulkhead_wait_s)
         self.budget = RetryBudget(ratio=settings.retry_budget_ratio)
         self.policy = RetryPolicy(max_attempts=3 if settings.retries else 1)
 

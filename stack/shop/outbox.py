@@ -38,6 +38,8 @@ from shop.resilience import BreakerOpenError, BulkheadFullError, Deadline, Resil
 
 log = logging.getLogger("shop.outbox")
 BATCH = 100
+# Concurrent deliveries; below the notifications bulkhead (20) so the publisher never trips it.
+CONCURRENCY = 16
 
 
 def outbox_table(meta: MetaData) -> Table:
@@ -85,54 +87,77 @@ class OutboxPublisher:
             ).mappings()
             return [dict(r) for r in rows]
 
-    def _mark(self, event_id: str, ok: bool, attempts: int) -> None:
+    def _mark(self, delivered: list[str], failed: list[tuple[str, int]]) -> None:
+        """One transaction for the whole batch: a row per event made the publisher slower
+        than the orders it publishes for (about 18 events/s)."""
         t = self.table
-        values: dict[str, Any]
-        if ok:
-            values = {"published": True, "published_at": datetime.now(UTC),
-                      "attempts": attempts + 1}
-        else:
-            backoff = min(30.0, 0.5 * 2 ** min(attempts, 6))
-            values = {"attempts": attempts + 1, "next_attempt_at": time.time() + backoff}
+        now = time.time()
         with self.engine.begin() as conn:
-            conn.execute(update(t).where(t.c.id == event_id).values(**values))
+            for start in range(0, len(delivered), 500):
+                ids = delivered[start:start + 500]
+                conn.execute(update(t).where(t.c.id.in_(ids)).values(
+                    published=True, published_at=datetime.now(UTC), attempts=t.c.attempts + 1))
+            for event_id, attempts in failed:
+                backoff = min(30.0, 0.5 * 2 ** min(attempts, 6))
+                conn.execute(update(t).where(t.c.id == event_id).values(
+                    attempts=attempts + 1, next_attempt_at=now + backoff))
+
+    async def _send(self, row: dict) -> bool | None:
+        """True delivered, False failed (counts as an attempt), None not sent at all."""
+        event = {"id": row["id"], "type": row["type"], "aggregate_id": row["aggregate_id"],
+                 "payload": json.loads(row["payload"]),
+                 "created_at": row["created_at"].isoformat()}
+        try:
+            response = await self.notifications.call(
+                "POST", "/events", json=event, deadline=Deadline.after(5.0), retry=False)
+        except (BreakerOpenError, BulkheadFullError) as exc:
+            # Nothing was sent: do not grow this event's backoff, just wait for the breaker.
+            self.last_error = type(exc).__name__
+            return None
+        except ResilienceError as exc:
+            self.last_error = type(exc).__name__
+            return False
+        if response.status_code in (200, 201, 202):
+            return True
+        self.last_error = f"http {response.status_code}"
+        return False
 
     async def publish_once(self) -> int:
-        """Deliver what is due; returns how many were delivered."""
-        delivered = 0
-        for row in await run_in_threadpool(self._due):
-            event = {"id": row["id"], "type": row["type"], "aggregate_id": row["aggregate_id"],
-                     "payload": json.loads(row["payload"]),
-                     "created_at": row["created_at"].isoformat()}
-            try:
-                response = await self.notifications.call(
-                    "POST", "/events", json=event, deadline=Deadline.after(5.0), retry=False)
-                ok = response.status_code in (200, 201, 202)
-                self.last_error = None if ok else f"http {response.status_code}"
-            except (BreakerOpenError, BulkheadFullError) as exc:
-                # Nothing was sent: do not grow this event's backoff, just wait for the breaker.
-                self.last_error = type(exc).__name__
-                break
-            except ResilienceError as exc:
-                ok = False
-                self.last_error = type(exc).__name__
-            await run_in_threadpool(self._mark, row["id"], ok, row["attempts"])
-            if not ok:
-                break  # notifications is struggling: back off instead of hammering it
-            delivered += 1
-            metrics.outbox_published_total.inc()
-        return delivered
+        """Deliver what is due, CONCURRENCY at a time; returns how many were delivered.
+
+        Delivery is at-least-once and unordered: notifications deduplicates by event id.
+        """
+        rows = await run_in_threadpool(self._due)
+        if not rows:
+            return 0
+        gate = asyncio.Semaphore(CONCURRENCY)
+
+        async def guarded(row: dict) -> bool | None:
+            async with gate:
+                return await self._send(row)
+
+        outcomes = await asyncio.gather(*(guarded(row) for row in rows))
+        delivered = [row["id"] for row, ok in zip(rows, outcomes, strict=True) if ok]
+        failed = [(row["id"], row["attempts"])
+                  for row, ok in zip(rows, outcomes, strict=True) if ok is False]
+        await run_in_threadpool(self._mark, delivered, failed)
+        if delivered:
+            self.last_error = None if not failed else self.last_error
+            metrics.outbox_published_total.inc(len(delivered))
+        return len(delivered)
 
     async def run(self) -> None:
         while True:
+            busy = False
             try:
-                await self.publish_once()
+                busy = await self.publish_once() >= BATCH
                 metrics.outbox_pending.set(await run_in_threadpool(self.pending))
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - the loop must survive a bad moment of the DB
                 log.exception("outbox publisher iteration failed")
-            await asyncio.sleep(self.interval_s)
+            if not busy:  # a full batch means more is waiting: go again at once
+                await asyncio.sleep(self.interval_s)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.run(), name="outbox-publisher")
