@@ -60,7 +60,9 @@ class Settings(BaseSettings):
     @classmethod
     def _loopback_only(cls, v: str) -> str:
         if v not in LOOPBACK_NAMES and not v.startswith("127."):
-            raise ValueError(f"host {v!r} is not a loopback address; chaosctl only drives 127.0.0.1")
+            raise ValueError(
+                f"host {v!r} is not a loopback address; chaosctl only drives 127.0.0.1"
+            )
         return v
 
     # -- derived -----------------------------------------------------------------------
