@@ -1,0 +1,291 @@
+"""Orders through the gateway at a fixed rate (open loop): throughput and latency, then the same
+at 20 % payment errors with the order success rate and the retry amplification.
+
+    .venv/bin/python benchmarks/orders_throughput.py                 # starts its own stack
+    .venv/bin/python benchmarks/orders_throughput.py --rate 100 --duration 20
+    .venv/bin/python benchmarks/orders_throughput.py --gateway http://127.0.0.1:8000 \\
+        --orders http://127.0.0.1:8001 --payments http://127.0.0.1:8002 --admin-token TOKEN
+
+Open loop: request i is sent at start + i / rate whatever happened to earlier ones, so a slow
+stack shows up as latency (not as a politely lower offered rate). Bounded: at most
+rate x duration requests per phase, at most --max-inflight in flight (a send that would
+exceed it is counted as `client_saturated` instead of queued), loopback addresses only.
+
+Retry amplification = payments calls made by orders (downstream_requests_total{to_service=
+"payments"}, read from orders' /metrics before and after) / orders that reached payments
+(orders_total completed + payment_failed over the same span).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+@dataclass
+class Phase:
+    name: str
+    offered_rate: float
+    sent: int = 0
+    elapsed_s: float = 0.0
+    http_status: dict[str, int] = field(default_factory=dict)
+    order_status: dict[str, int] = field(default_factory=dict)
+    client_saturated: int = 0
+    orders_per_s: float = 0.0
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    success_rate: float | None = None
+    payments_calls: float | None = None
+    orders_reaching_payments: float | None = None
+    retry_amplification: float | None = None
+
+
+def percentile(sorted_values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile of an ascending list (None when empty)."""
+    if not sorted_values:
+        return None
+    rank = max(1, min(len(sorted_values), round(q / 100 * len(sorted_values) + 0.5)))
+    return sorted_values[rank - 1]
+
+
+async def drive(gateway: str, rate: float, duration_s: float, max_inflight: int,
+                name: str) -> Phase:
+    total = int(rate * duration_s)
+    phase = Phase(name=name, offered_rate=rate)
+    latencies: list[float] = []
+    http_status: Counter[str] = Counter()
+    order_status: Counter[str] = Counter()
+    inflight = 0
+    limits = httpx.Limits(max_connections=max_inflight, max_keepalive_connections=max_inflight)
+
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+
+        async def one(i: int) -> None:
+            nonlocal inflight
+            body = {"customer_id": f"bench-{name}",
+                    "items": [{"product_id": f"SKU-{1 + i % 100:03d}", "quantity": 1,
+                               "unit_price": 10.0}]}
+            start = time.perf_counter()
+            try:
+                response = await client.post(f"{gateway}/orders", json=body)
+                label = str(response.status_code)
+                if response.status_code >= 400:  # e.g. "503 bulkhead_full"
+                    try:
+                        label += f" {response.json().get('error', '')}"
+                    except ValueError:
+                        pass
+                http_status[label] += 1
+                if response.status_code == 201:
+                    latencies.append(time.perf_counter() - start)
+                    order_status[response.json().get("status", "?")] += 1
+            except httpx.HTTPError as exc:
+                http_status[type(exc).__name__] += 1
+            finally:
+                inflight -= 1
+
+        tasks: list[asyncio.Task[None]] = []
+        began = time.perf_counter()
+        for i in range(total):
+            delay = began + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if inflight >= max_inflight:
+                phase.client_saturated += 1
+                continue
+            inflight += 1
+            tasks.append(asyncio.create_task(one(i)))
+        await asyncio.gather(*tasks)
+        phase.elapsed_s = time.perf_counter() - began
+
+    latencies.sort()
+    phase.sent = len(tasks)
+    phase.http_status = dict(http_status)
+    phase.order_status = dict(order_status)
+    phase.orders_per_s = round(http_status["201"] / phase.elapsed_s, 1) if phase.elapsed_s \
+        else 0.0
+    p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
+    phase.p50_ms = round(p50 * 1000, 1) if p50 is not None else None
+    phase.p99_ms = round(p99 * 1000, 1) if p99 is not None else None
+    phase.success_rate = order_status["completed"] / phase.sent if phase.sent else None
+    return phase
+
+
+def _sample(text: str, name: str, **labels: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
+def _payment_counters(orders_url: str) -> tuple[float, float]:
+    text = httpx.get(f"{orders_url}/metrics", timeout=10).text
+    calls = _sample(text, "downstream_requests_total", to_service="payments")
+    reached = (_sample(text, "orders_total", status="completed")
+               + _sample(text, "orders_total", status="payment_failed"))
+    return calls, reached
+
+
+def _check_loopback(*urls: str) -> None:
+    for url in urls:
+        if urlparse(url).hostname not in LOOPBACK:
+            raise SystemExit(f"refusing {url}: this benchmark only talks to loopback addresses")
+
+
+def _one_round(args: argparse.Namespace, gateway: str, orders: str, payments: str,
+               token: str) -> tuple[Phase, Phase]:
+    httpx.delete(f"{payments}/chaos/config", timeout=10).raise_for_status()
+    baseline = asyncio.run(drive(gateway, args.rate, args.duration, args.max_inflight,
+                                 "baseline"))
+    response = httpx.post(f"{payments}/chaos/config",
+                          headers={"Authorization": f"Bearer {token}"},
+                          json={"error_rate": args.error_rate,
+                                "ttl_s": int(args.duration) + 120}, timeout=10)
+    if response.status_code != 200:
+        raise SystemExit(f"could not set payments chaos ({response.status_code}): "
+                         f"{response.text}; pass --admin-token or set CHAOSCTL_ADMIN_TOKEN")
+    calls0, reached0 = _payment_counters(orders)
+    faulty = asyncio.run(drive(gateway, args.rate, args.duration, args.max_inflight,
+                               f"payment_errors_{round(args.error_rate * 100)}pct"))
+    calls1, reached1 = _payment_counters(orders)
+    httpx.delete(f"{payments}/chaos/config", timeout=10).raise_for_status()
+    faulty.payments_calls = calls1 - calls0
+    faulty.orders_reaching_payments = reached1 - reached0
+    if faulty.orders_reaching_payments:
+        faulty.retry_amplification = round(
+            faulty.payments_calls / faulty.orders_reaching_payments, 3)
+    return baseline, faulty
+
+
+def _median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return round(statistics.median(present), 4) if present else None
+
+
+MEDIAN_FIELDS = {"baseline": ("orders_per_s", "p50_ms", "p99_ms"),
+                 "faulty": ("orders_per_s", "p50_ms", "p99_ms", "success_rate",
+                            "retry_amplification")}
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Both phases `--repeat` times on one stack; returns every round and the medians."""
+    stack = None
+    if args.gateway is None:
+        sys.path.insert(0, str(REPO))
+        from tests.integration.shopstack import ShopStack
+
+        stack = ShopStack(Path(tempfile.mkdtemp(prefix="bench-shop-")), env=args.stack_env)
+        stack.start()
+        gateway, orders, payments = (stack.url("gateway"), stack.url("orders"),
+                                     stack.url("payments"))
+        token = stack.admin_token
+    else:
+        gateway, orders, payments = args.gateway, args.orders, args.payments
+        token = args.admin_token or os.environ.get("CHAOSCTL_ADMIN_TOKEN", "")
+    _check_loopback(gateway, orders, payments)
+    rounds: list[dict] = []
+    try:
+        # Warm-up: connections, SQLite pages, import-time lazies; not measured.
+        asyncio.run(drive(gateway, min(args.rate, 20.0), 1.0, args.max_inflight, "warmup"))
+        for _ in range(args.repeat):
+            baseline, faulty = _one_round(args, gateway, orders, payments, token)
+            rounds.append({"baseline": asdict(baseline), "faulty": asdict(faulty)})
+    finally:
+        try:
+            httpx.delete(f"{payments}/chaos/config", timeout=10)
+        finally:
+            if stack is not None:
+                stack.stop()
+    median = {phase: {f: _median([r[phase][f] for r in rounds]) for f in fields}
+              for phase, fields in MEDIAN_FIELDS.items()}
+    return {"rate": args.rate, "duration_s": args.duration, "error_rate": args.error_rate,
+            "repeat": args.repeat, "stack_env": args.stack_env,
+            "own_stack": stack is not None, "rounds": rounds, "median": median}
+
+
+def render(result: dict) -> str:
+    lines = [
+        f"offered {result['rate']:g} orders/s for {result['duration_s']:g} s per phase, "
+        f"{result['repeat']} round(s) "
+        f"({'own stack, SQLite' if result['own_stack'] else 'existing stack'}"
+        + (f", env {result['stack_env']}" if result["stack_env"] else "") + ")"]
+    for i, r in enumerate(result["rounds"], 1):
+        base, faulty = r["baseline"], r["faulty"]
+        lines += [
+            f"round {i} baseline: {base['orders_per_s']} orders/s, p50 {base['p50_ms']} ms, "
+            f"p99 {base['p99_ms']} ms, http {base['http_status']}"
+            + (f", client_saturated {base['client_saturated']}"
+               if base["client_saturated"] else ""),
+            f"round {i} payments at {result['error_rate']:.0%} errors: "
+            f"{faulty['orders_per_s']} orders/s, p50 {faulty['p50_ms']} ms, "
+            f"p99 {faulty['p99_ms']} ms, http {faulty['http_status']}"
+            + (f", client_saturated {faulty['client_saturated']}"
+               if faulty["client_saturated"] else ""),
+            f"    success {faulty['success_rate']:.1%} "
+            f"({faulty['order_status'].get('completed', 0)}/{faulty['sent']}, "
+            f"orders {faulty['order_status']}), retry amplification "
+            f"{faulty['retry_amplification']}x ({faulty['payments_calls']:.0f} payments calls"
+            f" / {faulty['orders_reaching_payments']:.0f} orders that reached payments)",
+        ]
+    base, faulty = result["median"]["baseline"], result["median"]["faulty"]
+    lines += [
+        f"MEDIAN baseline: {base['orders_per_s']} orders/s, p50 {base['p50_ms']} ms, "
+        f"p99 {base['p99_ms']} ms",
+        f"MEDIAN at {result['error_rate']:.0%} payment errors: {faulty['orders_per_s']} "
+        f"orders/s, p50 {faulty['p50_ms']} ms, p99 {faulty['p99_ms']} ms, order success rate "
+        f"{faulty['success_rate']:.1%}, retry amplification {faulty['retry_amplification']}x",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--gateway", help="use this running stack instead of starting one")
+    parser.add_argument("--orders", default="http://127.0.0.1:8001",
+                        help="orders URL for /metrics (with --gateway)")
+    parser.add_argument("--payments", default="http://127.0.0.1:8002",
+                        help="payments URL for chaos (with --gateway)")
+    parser.add_argument("--admin-token", help="admin token (default $CHAOSCTL_ADMIN_TOKEN)")
+    parser.add_argument("--rate", type=float, default=50.0, help="orders per second")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per phase")
+    parser.add_argument("--error-rate", type=float, default=0.2,
+                        help="payments error rate of the second phase")
+    parser.add_argument("--max-inflight", type=int, default=300)
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="rounds of both phases on one stack; medians are printed")
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra service env for the stack this script starts, e.g. "
+                             "SHOP_RETRY_BUDGET_RATIO=0.1 or SHOP_BREAKERS=0 (repeatable)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    args = parser.parse_args(argv)
+    if args.env and args.gateway:
+        parser.error("--env applies only to the stack this script starts (not with --gateway)")
+    if any("=" not in item for item in args.env):
+        parser.error("--env takes KEY=VALUE")
+    args.stack_env = dict(item.split("=", 1) for item in args.env)
+    if not (0 < args.rate <= 2000 and 0 < args.duration <= 300 and 0 <= args.error_rate <= 1
+            and 1 <= args.repeat <= 10):
+        parser.error("need 0 < rate <= 2000, 0 < duration <= 300, 0 <= error-rate <= 1, "
+                     "1 <= repeat <= 10")
+    result = run(args)
+    print(json.dumps(result, indent=2) if args.json else render(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
