@@ -50,7 +50,9 @@ class Proc:
             # A new session: Ctrl-C in the terminal reaches pytest, which then stops us by PID.
             self.popen = subprocess.Popen(self.cmd, env=self.env, stdout=log,
                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                          start_new_session=True)
+                                          start_new_session=True, user=self.user,
+                                          group=self.user, extra_groups=[] if self.user
+                                          else None)
         return self
 
     def alive(self) -> bool:
@@ -125,12 +127,14 @@ class PostgresCluster:
                                     "-U", "postgres", "--auth=trust", "-E", "UTF8",
                                     "--no-sync"]),
                        check=True, capture_output=True, timeout=120)
-        cmd = self._as_pg([pg_bin("postgres") or "postgres", "-D", str(self.data),
-                           "-p", str(self.port), "-k", str(self.sock),
-                           "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
-                           "-c", "max_connections=200"])
-        # runuser execs postgres in place, so the PID we hold is the postmaster's.
-        self.proc = Proc("postgres", cmd, dict(os.environ), self.root / "postgres.log").start()
+        cmd = [pg_bin("postgres") or "postgres", "-D", str(self.data), "-p", str(self.port),
+               "-k", str(self.sock), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
+               "-c", "max_connections=200"]
+        # Not through runuser: it forks, and the PID we hold must be the postmaster's own so
+        # that stopping it waits for the real shutdown. Popen drops to the postgres user.
+        user = "postgres" if os.geteuid() == 0 else None
+        self.proc = Proc("postgres", cmd, dict(os.environ), self.root / "postgres.log",
+                         user=user).start()
         isready = pg_bin("pg_isready") or "pg_isready"
         wait_for(lambda: subprocess.run([isready, "-h", "127.0.0.1", "-p", str(self.port)],
                                         capture_output=True).returncode == 0,

@@ -44,8 +44,10 @@ def test_small_max_inflight_sheds_with_429(stack: ShopStack) -> None:
 
         shed = [r for r in responses if r.status_code == 429]
         admitted = [r for r in responses if r.status_code != 429]
-        assert len(shed) >= BURST - MAX_INFLIGHT, [r.status_code for r in responses]
-        assert len(admitted) >= 1
+        # The first MAX_INFLIGHT are admitted and held 1.5 s; the rest arrive meanwhile (a
+        # very slow client could get one more admitted as a slot frees: hence the slack).
+        assert len(admitted) >= MAX_INFLIGHT, [r.status_code for r in responses]
+        assert len(shed) >= BURST // 2, [r.status_code for r in responses]
         assert all(r.status_code == 201 and r.json()["status"] == "completed"
                    for r in admitted), [r.text for r in admitted]
         for r in shed:
