@@ -9,6 +9,7 @@ from collections import Counter
 
 import httpx
 import pytest
+import redis
 
 from tests.integration.shopclient import counts, events_of, new_customer, order_body, orders_of
 from tests.integration.shopstack import ShopStack, metric_value
@@ -77,6 +78,12 @@ def test_500_concurrent_posts_with_one_key_make_one_order_and_one_charge(
     assert metric_value(text, "idempotency_conflicts_total") >= statuses[409]
     assert metric_value(text, "idempotency_hits_total") >= len(replays) + 1
     assert counts(stack).orders == after.orders
+    # The stored response lives in Redis under idem:{key}, and expires (24 h) like every key.
+    rdb = redis.Redis.from_url(stack.redis_url, socket_timeout=5)
+    try:
+        assert 0 < rdb.ttl(f"idem:{key}") <= 24 * 3600
+    finally:
+        rdb.close()
 
 
 def test_same_key_with_a_different_body_is_422_and_changes_nothing(stack: ShopStack) -> None:
