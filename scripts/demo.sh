@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job, end to end, with the installed CLI (run by `make demo` after deps and venv):
 # bring the stack up, check it, inject payment errors, send orders so the breaker reacts, watch
-# `chaosctl health` report it, clear the fault, and show the stack recover.
+# `chaosctl health` report it, clear the fault, show the stack recover, then run a game day
+# (payment-errors) and print where its HTML report is.
 # Ports and state dir come from the usual CHAOSCTL_* variables / config.toml.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -67,6 +68,12 @@ until "$CHAOSCTL" health --json >/dev/null 2>&1; do
 done
 echo "recovered about $((SECONDS - start)) s after the clear"
 health
+
+step "8. Game day: the whole loop under load, timed (inject, detect, remediate, verify, roll back)"
+REPORTS="$("$BIN/python" -c 'from chaosctl.config import load_settings; print(load_settings().home / "reports")')"
+show "$CHAOSCTL" game-day payment-errors --rps 20 --baseline 5s --report "$REPORTS" \
+  || echo "(game-day exit $?: see the report for what missed)"
+echo "report: $(ls -t "$REPORTS"/payment-errors-*.html 2>/dev/null | head -1)"
 
 step "Done. The stack is still running: try the runbook's commands against it, then"
 echo "    $CHAOSCTL stack down"
