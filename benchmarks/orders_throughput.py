@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -210,6 +211,7 @@ def run(args: argparse.Namespace) -> dict:
         finally:
             if stack is not None:
                 stack.stop()
+                shutil.rmtree(stack.workdir, ignore_errors=True)
     median = {phase: {f: _median([r[phase][f] for r in rounds]) for f in fields}
               for phase, fields in MEDIAN_FIELDS.items()}
     return {"rate": args.rate, "duration_s": args.duration, "error_rate": args.error_rate,
