@@ -53,9 +53,10 @@ class Downstream:
             on_state_change=lambda n, state: metrics.breaker_state.labels(n).set(int(state)),
         )
         metrics.breaker_state.labels(name).set(0)
-        # The gateway has one downstream and already caps work with load shedding: its
-        # bulkhead to orders matches max_inflight instead of throttling below it.
-        size = settings.max_inflight if name == "orders" else settings.bulkhead_size
+        # Gateway -> orders gets its own, larger bulkhead: it is where overload is shed (429),
+        # sized so a slow dependency's timeouts are absorbed but a 10x spike is refused fast
+        # instead of queueing into multi-second latencies.
+        size = settings.gateway_bulkhead if name == "orders" else settings.bulkhead_size
         self.bulkhead = Bulkhead(name, size, settings.bulkhead_wait_s)
         self.budget = RetryBudget(ratio=settings.retry_budget_ratio)
         self.policy = RetryPolicy(max_attempts=3 if settings.retries else 1)

@@ -33,8 +33,11 @@ def _error_for(exc: Exception) -> ApiError:
         return ApiError(503, "breaker_open", "orders circuit breaker is open; retry later",
                         headers={"Retry-After": "5"})
     if isinstance(exc, BulkheadFullError):
-        return ApiError(503, "bulkhead_full", "too many concurrent calls to orders",
-                        headers={"Retry-After": "1"})
+        # Orders cannot take more concurrent work: that is load the gateway sheds, answered
+        # like max_inflight's shedding (429, Retry-After: 5) so clients back off.
+        metrics.load_shed_total.inc()
+        return ApiError(429, "overloaded", "gateway is shedding load; retry after 5 s",
+                        headers={"Retry-After": "5"})
     if isinstance(exc, DeadlineExceededError):
         return ApiError(504, "deadline_exceeded", "the request ran out of time")
     if isinstance(exc, DownstreamError):

@@ -49,6 +49,7 @@ class ShopSettings:
     breaker_window_s: float = 10.0
     half_open_probes: int = 3
     bulkhead_size: int = 20
+    gateway_bulkhead: int = 64
     bulkhead_wait_s: float = 0.05
     retry_budget_ratio: float = 0.2
     chaos_ttl_s: int = 900
@@ -82,6 +83,7 @@ class ShopSettings:
             breaker_window_s=_float("SHOP_BREAKER_WINDOW_S", 10.0),
             half_open_probes=_int("SHOP_HALF_OPEN_PROBES", 3),
             bulkhead_size=_int("SHOP_BULKHEAD_SIZE", 20),
+            gateway_bulkhead=_int("SHOP_GATEWAY_BULKHEAD", 64),
             bulkhead_wait_s=_float("SHOP_BULKHEAD_WAIT_S", 0.05),
             retry_budget_ratio=_float("SHOP_RETRY_BUDGET_RATIO", 0.2),
             chaos_ttl_s=_int("SHOP_CHAOS_TTL_S", 900),
