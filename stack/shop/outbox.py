@@ -70,6 +70,7 @@ class OutboxPublisher:
         self.interval_s = interval_s
         self._task: asyncio.Task | None = None
         self.last_error: str | None = None
+        self._failing = False
 
     def pending(self) -> int:
         with self.engine.connect() as conn:
@@ -141,6 +142,14 @@ class OutboxPublisher:
         failed = [(row["id"], row["attempts"])
                   for row, ok in zip(rows, outcomes, strict=True) if ok is False]
         await run_in_threadpool(self._mark, delivered, failed)
+        stuck = len(rows) - len(delivered)
+        if stuck and not self._failing:
+            # Once per outage, not per event: the runbook greps these lines (`logs | grep outbox`).
+            log.warning("outbox: delivery to notifications failing (%s); %d due events not "
+                        "delivered, retrying with backoff", self.last_error, stuck)
+        elif delivered and self._failing and not stuck:
+            log.warning("outbox: delivering to notifications again")
+        self._failing = bool(stuck)
         if delivered:
             self.last_error = None if not failed else self.last_error
             metrics.outbox_published_total.inc(len(delivered))

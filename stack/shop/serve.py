@@ -59,7 +59,12 @@ def main(argv: list[str] | None = None) -> int:
         Path(multiproc).mkdir(parents=True, exist_ok=True)
         _clean_dead_gauges(multiproc)
 
+    import logging
+
     import uvicorn
+
+    logging.basicConfig(level=logging.WARNING,
+                        format=f"%(asctime)s {args.service} %(levelname)s %(name)s: %(message)s")
 
     try:
         sock = bind(args.host, args.port)

@@ -28,6 +28,9 @@ runs may prune.
 
 `clean_chaos` — clears chaos on payments and inventory (DELETE /chaos/config) before and after
 the test, so no test sees another's faults.
+
+`steady` — the session stack with every fault cleared, breakers closed and `chaosctl health`
+green, before and after the test.
 """
 
 from __future__ import annotations
@@ -176,3 +179,25 @@ def clean_chaos(stack: StackHandle) -> Iterator[StackHandle]:
     _clear_chaos(stack)
     yield stack
     _clear_chaos(stack)
+
+
+def settle(handle: StackHandle) -> None:
+    """No fault, every breaker closed, health green (what a game day's preflight insists on)."""
+    import httpx
+
+    from tests.support import wait_for
+
+    handle.cli("chaos", "clear", "--all")
+    for downstream in ("orders", "payments", "inventory", "notifications"):
+        httpx.post(f"{handle.url('gateway')}/status/breakers/{downstream}/reset",
+                   headers=handle.admin_headers(), timeout=10)
+    wait_for(lambda: handle.cli("health", "--json").returncode == 0, timeout=120,
+             interval=1.0, what="a healthy stack with no chaos")
+
+
+@pytest.fixture
+def steady(stack: StackHandle) -> Iterator[StackHandle]:
+    """The session stack settled (see `settle`) before and after the test."""
+    settle(stack)
+    yield stack
+    settle(stack)

@@ -9,29 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.support import wait_for
 
 FAST = ["--rps", "15", "--baseline", "3s", "--hold", "3s", "--duration", "60s"]
-
-
-def _settle(stack) -> None:  # noqa: ANN001
-    """No fault, every breaker closed, health green: the preflight a game day insists on."""
-    stack.cli("chaos", "clear", "--all")
-    for downstream in ("orders", "payments", "inventory", "notifications"):
-        httpx.post(f"{stack.url('gateway')}/status/breakers/{downstream}/reset",
-                   headers=stack.admin_headers(), timeout=10)
-    wait_for(lambda: stack.cli("health", "--json").returncode == 0, timeout=120,
-             interval=1.0, what="a healthy stack with no chaos")
-
-
-@pytest.fixture
-def steady(stack):  # noqa: ANN001, ANN201
-    _settle(stack)
-    yield stack
-    _settle(stack)
 
 
 def _game_day(stack, report: Path, *args: str) -> tuple[int, dict[str, Any], str]:  # noqa: ANN001
