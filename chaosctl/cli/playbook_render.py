@@ -9,7 +9,7 @@ from typing import Any
 import typer
 
 COND_SHAPE = (
-    'COND = {"label": str, "kind": "query|chaos_key|health|any|all|not",\n'
+    'COND = {"label": str, "kind": "query|chaos_key|health|load_test|any|all|not",\n'
     '        "holds": bool|null, "value": number|str|null, "threshold": str|null,\n'
     '        "detail": str, "children": \\[COND]}'
 )

@@ -1,8 +1,9 @@
 """Evaluating conditions (detect, branch `if`, wait_until, verify) against the live stack.
 
-A `Probe` is one look at the stack: PromQL answers and the health report (service health,
-breakers, chaos keys) are fetched once per probe and shared by every condition evaluated with
-it, so one `diagnose` asks Prometheus each distinct query once.
+A `Probe` is one look at the stack: PromQL answers, the health report (service health,
+breakers, chaos keys) and chaosctl's active-chaos status (its running load bursts) are fetched
+once per probe and shared by every condition evaluated with it, so one `diagnose` asks
+Prometheus each distinct query once.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from chaosctl.playbook.model import (
     AnyCondition,
     ChaosKeyCondition,
     HealthCondition,
+    LoadTestCondition,
     NotCondition,
     PromCondition,
 )
@@ -35,6 +37,7 @@ class Probe:
         self.prom = prom or Prometheus(settings.prometheus_url)
         self._queries: dict[str, list[Sample]] = {}
         self._health: Any = None
+        self._chaos: Any = None
 
     def query(self, expr: str) -> list[Sample]:
         if expr not in self._queries:
@@ -48,6 +51,17 @@ class Probe:
 
             self._health = check_health(self.settings, timeout=1.5)
         return self._health
+
+    def chaos_status(self) -> Any:
+        """chaosctl.chaos.status's report of active chaos (workers from the state dir).
+
+        Without the runtime's process list: a load_test condition needs only the workers,
+        and skipping it keeps a probe from asking the backend about every replica."""
+        if self._chaos is None:
+            from chaosctl.chaos.status import collect
+
+            self._chaos = collect(self.settings, with_processes=False)
+        return self._chaos
 
 
 @dataclass
@@ -130,6 +144,16 @@ def _health(cond: HealthCondition, probe: Probe) -> ConditionResult:
     return ConditionResult(cond.label(), "health", bool(hits), value, "|".join(cond.status))
 
 
+def _load_test(cond: LoadTestCondition, probe: Probe) -> ConditionResult:
+    bursts = [f for f in probe.chaos_status().faults
+              if f.kind == "worker" and f.fault in cond.kinds]
+    value = ", ".join(f"{f.fault} {f.target} ({f.value:g} rps)" if isinstance(f.value, int | float)
+                      else f"{f.fault} {f.target}" for f in bursts) or None
+    detail = "; ".join(f.detail for f in bursts) or f"no {'/'.join(cond.kinds)} worker running"
+    return ConditionResult(cond.label(), "load_test", bool(bursts) == cond.running, value,
+                           cond.load_test, detail)
+
+
 def evaluate(cond: Any, probe: Probe) -> ConditionResult:
     """Evaluate a condition tree now. PrometheusUnavailableError propagates to the caller."""
     if isinstance(cond, PromCondition):
@@ -138,6 +162,8 @@ def evaluate(cond: Any, probe: Probe) -> ConditionResult:
         return _chaos(cond, probe)
     if isinstance(cond, HealthCondition):
         return _health(cond, probe)
+    if isinstance(cond, LoadTestCondition):
+        return _load_test(cond, probe)
     if isinstance(cond, AnyCondition):
         kids = [evaluate(c, probe) for c in cond.any]
         holds = True if any(k.holds for k in kids) else (

@@ -90,7 +90,8 @@ def locate(loc: Loc, lines: dict[Loc, int], tags: bool = True) -> tuple[str, int
 
 
 # pydantic puts the tag of a discriminated union into the loc; it is not a YAML key.
-_UNION_TAGS = {"action", "if", "query", "chaos_key", "health", "any", "all", "not"}
+_UNION_TAGS = {"action", "if", "query", "chaos_key", "health", "load_test", "any", "all",
+               "not"}
 _UNION_FIELDS = {"detect", "if", "not", "condition"}
 
 _FIXES = {

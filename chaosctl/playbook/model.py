@@ -3,7 +3,8 @@
 A playbook encodes one runbook incident in four phases:
 
 - detect: a condition tree (`any`/`all`/`not`) over PromQL symptoms (`query` OP `threshold`)
-  and non-Prometheus evidence (`chaos_key` set in Redis, a service's `health` status);
+  and non-Prometheus evidence (`chaos_key` set in Redis, a service's `health` status, a
+  chaosctl `load_test` burst running);
 - diagnose: read-only steps that gather evidence;
 - remediate: ordered actions, with `if`/`then`/`else` branches picked at run time;
 - verify: conditions that must all hold for `hold_for` (within `timeout`).
@@ -127,6 +128,46 @@ class HealthCondition(_Strict):
         return self.name or f"health of {'/'.join(self.health)} in {'|'.join(self.status)}"
 
 
+LOAD_TEST_KINDS = ("overload", "retry-storm")  # chaosctl's load-burst worker kinds
+LOAD_TEST_STATES = ("running", "idle")
+
+
+class LoadTestCondition(_Strict):
+    """Evidence from chaosctl's own state dir: true while one of its load bursts (`chaosctl
+    inject overload` / `retry-storm` worker, any of `kinds`) is running (`load_test: running`),
+    or while none is (`load_test: idle`). The runbook's "is a load test running?" for tests
+    driven by chaosctl; an external load tool is not seen."""
+
+    load_test: Literal["running", "idle"]
+    kinds: list[Literal["overload", "retry-storm"]] = Field(
+        default_factory=lambda: list(LOAD_TEST_KINDS), min_length=1)
+    name: str | None = None
+
+    @field_validator("load_test", mode="before")
+    @classmethod
+    def _state(cls, v: Any) -> Any:
+        # A bool (`load_test: true`) reads as yes/no in YAML but is ambiguous next to `set:`;
+        # one spelling keeps playbooks uniform, and the message says which to write.
+        if v not in LOAD_TEST_STATES:
+            raise ValueError(
+                f"load_test must be 'running' or 'idle', not {v!r}; write e.g. "
+                "{load_test: running} (holds while a chaosctl overload/retry-storm burst runs)")
+        return v
+
+    @field_validator("kinds", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @property
+    def running(self) -> bool:
+        return self.load_test == "running"
+
+    def label(self) -> str:
+        return self.name or (f"chaosctl load test ({'/'.join(self.kinds)}) "
+                             f"{'running' if self.running else 'not running'}")
+
+
 class AnyCondition(_Strict):
     any: list[Condition] = Field(min_length=1)
     name: str | None = None
@@ -142,14 +183,14 @@ class NotCondition(_Strict):
     name: str | None = None
 
 
-CONDITION_KINDS = ("query", "chaos_key", "health", "any", "all", "not")
+CONDITION_KINDS = ("query", "chaos_key", "health", "load_test", "any", "all", "not")
 
 
 def _condition_kind(value: Any) -> str | None:
     if isinstance(value, BaseModel):
         return {PromCondition: "query", ChaosKeyCondition: "chaos_key",
-                HealthCondition: "health", AnyCondition: "any", AllCondition: "all",
-                NotCondition: "not"}.get(type(value))
+                HealthCondition: "health", LoadTestCondition: "load_test",
+                AnyCondition: "any", AllCondition: "all", NotCondition: "not"}.get(type(value))
     if isinstance(value, dict):
         for kind in CONDITION_KINDS:
             if kind in value:
@@ -161,6 +202,7 @@ Condition = Annotated[
     Annotated[PromCondition, Tag("query")]
     | Annotated[ChaosKeyCondition, Tag("chaos_key")]
     | Annotated[HealthCondition, Tag("health")]
+    | Annotated[LoadTestCondition, Tag("load_test")]
     | Annotated[AnyCondition, Tag("any")]
     | Annotated[AllCondition, Tag("all")]
     | Annotated[NotCondition, Tag("not")],
@@ -169,7 +211,7 @@ Condition = Annotated[
         custom_error_type="unknown_condition",
         custom_error_message=(
             "a condition needs one of the keys: query (with op, threshold), chaos_key, "
-            "health (with status), any, all, not"
+            "health (with status), load_test (running or idle), any, all, not"
         ),
     ),
 ]

@@ -3,9 +3,9 @@
 Each PromQL symptom `Q OP T` becomes `count((Q) OP T)`: an empty vector when no series
 matches, else one label-less sample. Label-less samples combine with `and` / `or` without
 label-matching surprises, so `all` -> `and`, `any` -> `or`, `not X` -> `absent(X)`.
-Non-Prometheus evidence (chaos keys, health) cannot be expressed in PromQL: it is left out
-of the rule (an `all` then fires on its Prometheus part alone; an `any` on its Prometheus
-branches), and `chaosctl diagnose` remains the full check.
+Non-Prometheus evidence (chaos keys, health, load tests) cannot be expressed in PromQL: it is
+left out of the rule (an `all` then fires on its Prometheus part alone; an `any` on its
+Prometheus branches), and `chaosctl diagnose` remains the full check.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def condition_promql(cond: Any) -> str | None:
     if isinstance(cond, NotCondition):
         inner = condition_promql(cond.not_)
         return f"absent({inner})" if inner else None
-    return None  # chaos_key / health evidence
+    return None  # chaos_key / health / load_test evidence
 
 
 def alert_rule(pb: Playbook) -> dict[str, Any] | None:

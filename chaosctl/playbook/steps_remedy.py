@@ -1,4 +1,5 @@
-"""Remediation actions: clear chaos, restart/scale/restore services, reset breakers, wait, advise.
+"""Remediation actions: clear chaos, stop chaosctl load tests, restart/scale/restore services,
+reset breakers, wait, advise.
 
 Every action is idempotent: run twice, the second run finds nothing left to do and says so.
 """
@@ -11,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from chaosctl.config import SERVICES
-from chaosctl.playbook.model import Condition, Duration
+from chaosctl.playbook.model import LOAD_TEST_KINDS, Condition, Duration
 from chaosctl.playbook.registry import StepContext, StepFailed, action
 
 ServiceName = Literal["gateway", "orders", "payments", "inventory", "notifications"]
@@ -47,6 +48,58 @@ def clear_chaos(ctx: StepContext, p: ClearChaosParams) -> Any:
         raise StepFailed(f"DELETE /chaos/config on {p.service} answered {response.status_code}: "
                          f"{response.text[:200]}")
     return response.json()
+
+
+class StopLoadTestParams(_Params):
+    kinds: list[Literal["overload", "retry-storm"]] = Field(
+        default_factory=lambda: list(LOAD_TEST_KINDS), min_length=1,
+        description="which chaosctl bursts to stop (default: both kinds)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_or_many(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("kinds"), str):
+            return {**data, "kinds": [data["kinds"]]}
+        return data
+
+
+@action("stop_load_test", StopLoadTestParams, mutating=True,
+        summary="stop chaosctl's running load bursts (as `chaosctl chaos clear overload` / "
+                "`retry-storm` does)")
+def stop_load_test(ctx: StepContext, p: StopLoadTestParams) -> Any:
+    """The runbook's "stop the load test", for bursts chaosctl started: through the halt, so
+    a worker is signalled only after its PID is proven to be the same process, and audited.
+
+    A retry-storm is cleared as the halt clears that fault: its burst AND the payments error
+    key it set (the storm's other half; both belong to the same chaosctl test). Only kinds
+    with a live worker are cleared, so nothing else is touched and a second run is a no-op.
+    """
+    from chaosctl.chaos.halt import clear
+    from chaosctl.chaos.status import collect
+
+    active = collect(ctx.settings, with_processes=False)
+    running = [f for f in active.faults if f.kind == "worker" and f.fault in p.kinds]
+    if not running:
+        return {"stopped": [], "note": f"no chaosctl {'/'.join(p.kinds)} burst running"}
+    stopped: list[str] = []
+    actions: list[dict[str, str]] = []
+    notes: list[str] = []
+    for kind in p.kinds:
+        if not any(f.fault == kind for f in running):
+            continue
+        result = clear(ctx.settings, kind)
+        actions += result.actions
+        stopped += [a["target"] for a in result.actions if a["action"] == "stop_worker"]
+        notes += result.problems
+        # An overload burst is stopped once no worker remains; the halt's other problems
+        # (e.g. Redis unreachable, so chaos keys cannot be read) do not concern it. A
+        # retry-storm also needs its payments key deleted, so any problem fails it.
+        if result.remaining or (kind == "retry-storm" and result.problems):
+            left = [f"{r.fault} {r.target}" for r in result.remaining]
+            raise StepFailed(f"could not stop the {kind} load test: "
+                             + "; ".join([*(f"still active: {x}" for x in left),
+                                          *result.problems]))
+    return {"stopped": stopped, "actions": actions, "notes": notes}
 
 
 class RestartParams(_Params):
