@@ -7,6 +7,7 @@ Defaults are the runbook's ports on 127.0.0.1.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from pathlib import Path
@@ -18,7 +19,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from chaosctl.errors import ConfigError
 
 SERVICES: tuple[str, ...] = ("gateway", "orders", "payments", "inventory", "notifications")
-LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1"}
+
+
+def is_loopback(host: str) -> bool:
+    """localhost or a loopback IP; a name that merely starts with "127." is not."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def default_home() -> Path:
@@ -59,7 +69,7 @@ class Settings(BaseSettings):
     @field_validator("host")
     @classmethod
     def _loopback_only(cls, v: str) -> str:
-        if v not in LOOPBACK_NAMES and not v.startswith("127."):
+        if not is_loopback(v):
             raise ValueError(
                 f"host {v!r} is not a loopback address; chaosctl only drives 127.0.0.1"
             )
@@ -74,11 +84,13 @@ class Settings(BaseSettings):
         return int(getattr(self, f"{service}_port"))
 
     def url(self, service: str) -> str:
-        return f"http://{self.host}:{self.port(service)}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port(service)}"
 
     @property
     def redis_url(self) -> str:
-        return f"redis://{self.host}:{self.redis_port}/0"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"redis://{host}:{self.redis_port}/0"
 
     @property
     def prometheus_url(self) -> str:

@@ -114,7 +114,7 @@ def delete_keys(settings: Settings, keys: list[str]) -> list[dict[str, str]]:
         try:
             for fault in queries:
                 response = httpx.delete(url, params={"fault": fault} if fault else None,
-                                        timeout=HTTP_TIMEOUT_S)
+                                        timeout=HTTP_TIMEOUT_S, trust_env=False)
                 response.raise_for_status()
         except httpx.HTTPError as exc:
             fallback += [s.key for s in mine]

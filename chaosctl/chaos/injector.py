@@ -109,7 +109,7 @@ def set_key(settings: Settings, spec: RedisFault, value: float, ttl_s: int) -> d
     try:
         response = httpx.post(url, json={spec.field: _wire(spec, value), "ttl_s": ttl_s},
                               headers={"Authorization": f"Bearer {token}"},
-                              timeout=HTTP_TIMEOUT_S)
+                              timeout=HTTP_TIMEOUT_S, trust_env=False)
     except httpx.HTTPError as exc:
         raise InjectionFailedError(
             f"{spec.service} is unreachable at {url} ({type(exc).__name__}); nothing was set",

@@ -153,7 +153,7 @@ class LoadGenerator:
         pending: set[asyncio.Task[None]] = set()
         st.started_at = time.time()
         t0 = time.monotonic()
-        async with httpx.AsyncClient(base_url=cfg.base_url, limits=limits,
+        async with httpx.AsyncClient(base_url=cfg.base_url, limits=limits, trust_env=False,
                                      timeout=cfg.timeout_s) as client:
             while True:
                 if self._stop.is_set():

@@ -75,7 +75,7 @@ def game_day(
     = False,
 ) -> None:
     from chaosctl.config import load_settings
-    from chaosctl.errors import InvalidInputError
+    from chaosctl.errors import ChaosctlError, InvalidInputError
     from chaosctl.gameday import scenarios as catalogue
     from chaosctl.gameday.report import write_run, write_scorecard
     from chaosctl.gameday.runner import GameDay, GameDayOptions
@@ -112,8 +112,15 @@ def game_day(
             result = run.run()
         except KeyboardInterrupt:
             write_run(run.result, directory)
-            printer.line(f"interrupted: rolled back; partial report {run.result.report_path}")
+            state = "rolled back" if run.result.rolled_back else "ROLLBACK INCOMPLETE"
+            printer.line(f"interrupted: {state}; partial report {run.result.report_path}")
             raise typer.Exit(130) from None
+        except ChaosctlError as exc:
+            if len(chosen) == 1:
+                raise  # one scenario: its error is the answer (preflight -> exit 1, etc.)
+            # --all: keep the scenarios already run; this one is recorded as aborted.
+            result = run.result
+            result.outcome, result.reason = "aborted", str(exc)
         write_run(result, directory)
         results.append(result)
         printer.summary(result)

@@ -107,9 +107,9 @@ def up(ctx: typer.Context, as_json: Json = False) -> None:
         return
     if not status.started:
         _err("stack already running; nothing changed")
+    settings = _backend(ctx).settings
     for name in ("gateway", "prometheus"):
-        proc = next(p for p in status.processes if p.name == name)
-        typer.echo(f"{name}: http://127.0.0.1:{proc.port}")
+        typer.echo(f"{name}: {settings.url(name)}")
     typer.echo(f"stack is up ({len(status.processes)} processes, home {status.home})")
 
 
@@ -165,7 +165,7 @@ def logs(
             if follow:
                 sys.stdout.flush()
     except KeyboardInterrupt:
-        return  # Ctrl-C is how --follow ends; not an error
+        raise typer.Exit(130) from None  # Ctrl-C is how --follow ends: the contract's 130
 
 
 @stack_app.command(help="Stop and start services (all their replicas); data survives.")

@@ -33,7 +33,7 @@ def read_counters(settings: Settings) -> Counters:
     import httpx
 
     counters = Counters()
-    with httpx.Client(timeout=2.0) as client:
+    with httpx.Client(timeout=2.0, trust_env=False) as client:
         try:
             text = client.get(settings.url("orders") + "/metrics").text
             counters.orders = _sum(text, "orders_total")
@@ -68,7 +68,8 @@ def wait_outbox_drained(settings: Settings, timeout_s: float = 60.0) -> int:
     pending = -1
     while time.monotonic() < deadline:
         try:
-            pending = int(httpx.get(settings.url("orders") + "/outbox", timeout=2.0)
+            pending = int(httpx.get(settings.url("orders") + "/outbox", timeout=2.0,
+                                    trust_env=False)
                           .json()["pending"])
         except (httpx.HTTPError, ValueError, KeyError):
             pending = -1

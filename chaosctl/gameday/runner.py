@@ -66,7 +66,7 @@ class BreakerSampler(threading.Thread):
     def run(self) -> None:
         import httpx
 
-        with httpx.Client(timeout=1.0) as client:
+        with httpx.Client(timeout=1.0, trust_env=False) as client:
             while not self._stop_event.is_set():
                 try:
                     breakers = client.get(self.url).json()["breakers"]

@@ -98,6 +98,13 @@ class LocalBackend(Backend):
         return status
 
     def down(self, purge: bool = False) -> list[StoppedProcess]:
+        # Chaos workers first: a pending reverter would start a service again after `down`,
+        # and a burst would keep hammering dead ports until its --for ran out.
+        from chaosctl.chaos.active_state import WorkerStore
+
+        workers = WorkerStore(self.home)
+        for worker in workers.live():
+            workers.stop(worker)
         records, corrupt = self.run.records()
         # Services first, so they do not log a burst of Redis errors on the way out.
         records.sort(key=lambda r: r.name in ("redis", "prometheus"))
@@ -133,7 +140,7 @@ class LocalBackend(Backend):
         return StackStatus(self.name, str(self.home), entries, expected)
 
     def restart(self, services: list[str], on_ready: ReadyCallback | None = None) -> StackStatus:
-        names = [self._check_name(s) for s in services]
+        names = list(dict.fromkeys(self._check_name(s) for s in services))
         if not names:
             raise InvalidInputError("name at least one service to restart",
                                     hint=f"valid names: {', '.join(ALL_PROCESSES)}")
@@ -234,7 +241,9 @@ class LocalBackend(Backend):
                 "PYTHONPATH": str(stack_dir()),
                 "SHOP_REDIS_URL": s.redis_url,
                 "SHOP_DATA_DIR": str(self.home / "data"),
-                "CHAOSCTL_ADMIN_TOKEN": self._token_file().read_text().strip(),
+                # The CLI sends settings.admin_token() (CHAOSCTL_ADMIN_TOKEN first): same here.
+                "CHAOSCTL_ADMIN_TOKEN": (self.settings.admin_token()
+                                         or self._token_file().read_text().strip()),
                 "PROMETHEUS_MULTIPROC_DIR": str(self.home / "metrics" / name),
                 "SHOP_REPLICA": str(replica),
                 **{f"SHOP_{svc.upper()}_URL": s.url(svc) for svc in SERVICES},

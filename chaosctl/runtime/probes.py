@@ -24,6 +24,9 @@ def redis_ping(host: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def http_get(url: str, timeout: float = 1.0) -> tuple[int, bytes] | None:
     """(status, body) or None when nothing answered in time.
 
@@ -31,7 +34,8 @@ def http_get(url: str, timeout: float = 1.0) -> tuple[int, bytes] | None:
     which is what spreads probes over the replicas sharing a port.
     """
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback only
+        # No ProxyHandler entries: an http_proxy in the environment must never see our traffic.
+        with _OPENER.open(url, timeout=timeout) as resp:  # noqa: S310 - loopback only
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read() if exc.fp else b""
