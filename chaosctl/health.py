@@ -21,16 +21,10 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, Field
 
+from chaosctl.chaos.catalogue import CHAOS_KEYS
 from chaosctl.config import SERVICES, Settings
 from chaosctl.errors import ExitCode
 
-# The contract's chaos keys (contracts.md, "Redis keys").
-CHAOS_KEYS: tuple[str, ...] = (
-    "chaos:payments:error_rate",
-    "chaos:payments:latency_ms",
-    "chaos:inventory:lock_contention_ms",
-    "chaos:inventory:error_rate",
-)
 DEFAULT_TIMEOUT_S = 2.0
 SERVICE_STATUSES = ("ok", "degraded", "down")
 

@@ -43,6 +43,13 @@ REDIS_FAULTS: dict[str, RedisFault] = {
     "inventory-lock": RedisFault("inventory", "lock_contention_ms", "ms"),
     "inventory-errors": RedisFault("inventory", "error_rate", "rate"),
 }
+# The runbook's chaos keys, in the contract's order; everything else derives from this table.
+CHAOS_KEYS: tuple[str, ...] = tuple(spec.key for spec in REDIS_FAULTS.values())
+# service -> its /chaos/config fault fields
+SERVICE_FAULTS: dict[str, tuple[str, ...]] = {
+    service: tuple(s.field for s in REDIS_FAULTS.values() if s.service == service)
+    for service in dict.fromkeys(s.service for s in REDIS_FAULTS.values())
+}
 PROCESS_FAULTS = ("service-down", "service-hang", "notifications-down")
 WORKER_FAULTS = ("overload", "retry-storm")
 FAULTS: tuple[str, ...] = (*REDIS_FAULTS, *PROCESS_FAULTS, *WORKER_FAULTS)

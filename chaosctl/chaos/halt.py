@@ -16,13 +16,13 @@ from typing import Any
 
 from chaosctl.chaos import audit
 from chaosctl.chaos.active_state import WorkerRecord, WorkerStore
-from chaosctl.chaos.catalogue import FAULTS, REDIS_FAULTS
+from chaosctl.chaos.catalogue import CHAOS_KEYS, FAULTS, REDIS_FAULTS
 from chaosctl.chaos.status import ActiveFault, ChaosStatus, collect, redis_client
 from chaosctl.config import SERVICES, Settings
 from chaosctl.errors import InvalidInputError
 
 HTTP_TIMEOUT_S = 2.0
-ALL_KEYS = tuple(spec.key for spec in REDIS_FAULTS.values())
+ALL_KEYS = CHAOS_KEYS
 TARGETS: tuple[str, ...] = (*FAULTS, *SERVICES)
 
 

@@ -17,7 +17,7 @@ HELP = (
     "$CHAOSCTL_HOME/journal/.\n\n"
     "Stops after --count rounds (exit 0), or on Ctrl-C: the current step finishes its "
     "journal entry, the lock is released, and the exit code is 130.\n\n"
-    "--json prints one JSON object per event and line: {\"event\": \"round|detect|step_end|"
+    "--json prints one JSON object per event and line: {\"event\": \"round|run_start|step_end|"
     "verify_end|run_end\", \"playbook\": str|null, \"at\": float, ...event data}; a round "
     "is {\"event\": \"round\", \"firing\": \\[str], \"skipped\": \\[{\"playbook\", \"reason\"}], "
     "\"error\": str|null}."

@@ -28,37 +28,27 @@ from pydantic import (
     field_validator,
 )
 
+from chaosctl.chaos.catalogue import CHAOS_KEYS
 from chaosctl.config import SERVICES
 
-# The contract's chaos keys (contracts.md, "Redis keys").
-CHAOS_KEYS: tuple[str, ...] = (
-    "chaos:payments:error_rate",
-    "chaos:payments:latency_ms",
-    "chaos:inventory:lock_contention_ms",
-    "chaos:inventory:error_rate",
-)
 HEALTH_STATUSES = ("ok", "degraded", "down", "unreachable", "error")
 Comparison = Literal["<", "<=", ">", ">=", "==", "!="]
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
 def parse_duration(value: Any) -> float:
-    """"10s", "2m", "500ms" or a number of seconds -> seconds (float)."""
+    """"10s", "2m", "500ms" or a number of seconds -> seconds (float); the CLI's parser,
+    with its error turned into the ValueError pydantic reports with the field's path."""
+    from chaosctl.chaos.catalogue import parse_duration as parse
+    from chaosctl.errors import InvalidInputError
+
     if isinstance(value, bool):
         raise ValueError("a duration is a number of seconds or a string like '10s'")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        match = _DURATION.match(str(value))
-        if not match:
-            raise ValueError(f"{value!r} is not a duration; write e.g. 10s, 2m or 500ms")
-        seconds = float(match.group(1)) * _UNIT_S[match.group(2)]
-    if seconds < 0:
-        raise ValueError("a duration cannot be negative")
-    return seconds
+    try:
+        return parse(value)
+    except InvalidInputError as exc:
+        raise ValueError(f"{exc.message}; write e.g. 10s, 2m or 500ms") from None
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]

@@ -11,13 +11,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from chaosctl.chaos.catalogue import SERVICE_FAULTS
 from chaosctl.config import SERVICES
 from chaosctl.playbook.model import LOAD_TEST_KINDS, Condition, Duration
 from chaosctl.playbook.registry import StepContext, StepFailed, action
 
 ServiceName = Literal["gateway", "orders", "payments", "inventory", "notifications"]
-CHAOS_FAULTS = {"payments": ("error_rate", "latency_ms"),
-                "inventory": ("lock_contention_ms", "error_rate")}
+CHAOS_FAULTS = SERVICE_FAULTS  # service -> its chaos fault fields (the catalogue's)
 BREAKER_DOWNSTREAMS = ("orders", "payments", "inventory", "notifications")
 
 
