@@ -8,6 +8,8 @@ group reaches anything it spawned, and `down` stops exactly what the pid files n
 
 from __future__ import annotations
 
+import fcntl
+import functools
 import os
 import secrets
 import shutil
@@ -15,8 +17,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 from chaosctl.config import SERVICES, Settings
 from chaosctl.errors import (
@@ -56,11 +59,44 @@ from chaosctl.runtime.procs import (
 )
 from chaosctl.runtime.prometheus_config import write_prometheus_config
 
+T = TypeVar("T")
+
 MAX_REPLICAS = 16
 INSTALL_HINTS = {
     "redis-server": "sudo apt-get install redis-server (macOS: brew install redis)",
     "prometheus": "sudo apt-get install prometheus (macOS: brew install prometheus)",
 }
+
+
+def _exclusive(method: Callable[..., T]) -> Callable[..., T]:
+    """Serialise operations that start or stop processes across chaosctl processes (two
+    `up`s, a reverter's `start` racing a playbook's): without it both could launch the same
+    replica and the second pid file would hide the first process."""
+
+    @functools.wraps(method)
+    def wrapper(self: LocalBackend, *args: Any, **kwargs: Any) -> T:
+        if self._lock_depth:  # already held by this backend (one operation calling another)
+            return method(self, *args, **kwargs)
+        self.run.path.mkdir(parents=True, exist_ok=True)
+        path = self.run.path / "backend.lock"
+        with open(path, "a") as handle:
+            deadline = time.monotonic() + 2 * self.settings.start_timeout
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise StackStartError(
+                            f"another chaosctl is still changing the stack (lock {path})",
+                            hint="wait for it to finish, then try again") from None
+                    time.sleep(0.1)
+            self._lock_depth += 1
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                self._lock_depth -= 1  # the flock goes with the file handle
+    return wrapper
 
 
 class LocalBackend(Backend):
@@ -72,8 +108,10 @@ class LocalBackend(Backend):
         self.run = RunDir(self.home / "run")
         self.logs_dir = self.home / "logs"
         self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._lock_depth = 0
 
     # -- public operations ---------------------------------------------------------------------
+    @_exclusive
     def up(self, on_ready: ReadyCallback | None = None) -> StackStatus:
         self._check_binaries()
         stale = self._remove_stale()
@@ -97,6 +135,7 @@ class LocalBackend(Backend):
         status.started = [rec.label for rec in started]
         return status
 
+    @_exclusive
     def down(self, purge: bool = False) -> list[StoppedProcess]:
         # Chaos workers first: a pending reverter would start a service again after `down`,
         # and a burst would keep hammering dead ports until its --for ran out.
@@ -139,6 +178,7 @@ class LocalBackend(Backend):
         self._fill_health(entries)
         return StackStatus(self.name, str(self.home), entries, expected)
 
+    @_exclusive
     def restart(self, services: list[str], on_ready: ReadyCallback | None = None) -> StackStatus:
         names = list(dict.fromkeys(self._check_name(s) for s in services))
         if not names:
@@ -156,6 +196,7 @@ class LocalBackend(Backend):
         self.run.save_state(state)
         return self.status()
 
+    @_exclusive
     def scale(self, service: str, replicas: int,
               on_ready: ReadyCallback | None = None) -> StackStatus:
         if self._check_name(service) not in SERVICES:
@@ -178,6 +219,7 @@ class LocalBackend(Backend):
         self.run.save_state(state)
         return self.status()
 
+    @_exclusive
     def kill(self, service: str) -> list[StoppedProcess]:
         records = self._running_records(service)
         result = kill_now(records)
@@ -188,6 +230,7 @@ class LocalBackend(Backend):
         self.run.save_state(state)
         return result
 
+    @_exclusive
     def start(self, service: str, on_ready: ReadyCallback | None = None) -> StackStatus:
         name = self._check_name(service)
         self._remove_stale(only=name)  # a crashed replica's pid file is expected here

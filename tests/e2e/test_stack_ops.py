@@ -177,7 +177,7 @@ def test_logs_follow_prints_new_lines_and_stops_on_ctrl_c(stack: StackHandle) ->
 
         wait_for(marker_seen, timeout=30, interval=0.3, what="followed log line")
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=30) == 0, proc.stderr.read() if proc.stderr else ""
+        assert proc.wait(timeout=30) == 130, proc.stderr.read() if proc.stderr else ""
     finally:
         if proc.poll() is None:
             proc.kill()
