@@ -10,6 +10,7 @@ import pytest
 
 from tests.integration.shopclient import counts, order_body
 from tests.integration.shopstack import ShopStack, metric_value
+from tests.support import wait_for
 
 PRODUCT = "SKU-055"
 GOOD = order_body("bad-input", PRODUCT, 2, 3.5)
@@ -40,6 +41,10 @@ BAD_JSON_BODIES = {
 @pytest.fixture
 def unchanged(stack: ShopStack) -> Iterator[ShopStack]:
     """Asserts after the test that no order, charge, event or stock changed."""
+    # An earlier test's outbox events may still be on their way to notifications: counting
+    # before they land would blame this test for them.
+    wait_for(lambda: httpx.get(f"{stack.url('orders')}/outbox", timeout=5).json()["pending"]
+             == 0, timeout=60, what="the outbox to drain before counting")
     before = counts(stack, PRODUCT)
     yield stack
     assert counts(stack, PRODUCT) == before
