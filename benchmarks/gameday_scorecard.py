@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
 STUDY = {"breakers_mttr_s": 35.0, "no_breakers_mttr_s": 120.0}
 PORTS = ("gateway", "orders", "payments", "inventory", "notifications", "redis", "prometheus")
@@ -59,6 +60,10 @@ def main() -> int:
         env["CHAOSCTL_HOME"] = home
         env.update({f"CHAOSCTL_{p.upper()}_PORT": str(free_port()) for p in PORTS})
         cli(env, "stack", "up")
+        wait_s = 60
+        while cli(env, "health", "--json", check=False).returncode != 0 and wait_s > 0:
+            time.sleep(1)  # the first Prometheus scrapes; the game day's preflight checks too
+            wait_s -= 1
     per: dict[str, dict[str, list]] = {}
     try:
         for n in range(args.rounds):
@@ -66,6 +71,8 @@ def main() -> int:
             result = cli(env, "game-day", *which, "--rps", str(args.rps), "--json")
             data = json.loads(result.stdout)
             for r in data["results"]:
+                if r["outcome"] != "pass":
+                    print(f"  {r['scenario']}: {r['outcome']}: {r['reason']}", file=sys.stderr)
                 slot = per.setdefault(r["scenario"], {"mttd": [], "mttr": [], "outcomes": []})
                 slot["outcomes"].append(r["outcome"])
                 if r["mttd_s"] is not None:

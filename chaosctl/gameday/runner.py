@@ -51,6 +51,7 @@ class GameDayOptions:
     fault_ttl_s: int = 300  # safety net: even a lost chaosctl cannot leave the fault on
     replay_share: float = 0.1
     poll_s: float = 1.0
+    preflight_wait_s: float = 15.0  # how long an unhealthy stack may take to turn healthy
 
 
 class BreakerSampler(threading.Thread):
@@ -147,7 +148,13 @@ class GameDay:
     def preflight(self) -> None:
         from chaosctl.health import check_health
 
+        # A stack just brought up needs a scrape or two before Prometheus calls its targets up:
+        # give a moment to what heals by itself, but never wait on chaos left enabled.
+        deadline = time.monotonic() + self.opts.preflight_wait_s
         report = check_health(self.settings)
+        while not report.healthy and not report.chaos and time.monotonic() < deadline:
+            time.sleep(1.0)
+            report = check_health(self.settings)
         if not report.healthy:
             raise PreflightError("preflight failed, the game day did not start: "
                                  + "; ".join(report.problems[:6])
