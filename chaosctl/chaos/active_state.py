@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chaosctl.runtime.procs import proc_cmdline, proc_starttime, proc_state
+from chaosctl.runtime.procs import is_same_process, proc_cmdline, proc_starttime, signal_group
 
 KINDS = ("overload", "retry-storm", "revert")
 
@@ -38,12 +38,7 @@ class WorkerRecord:
 
     def is_alive(self) -> bool:
         """True while this PID is still the very worker that wrote the record."""
-        state = proc_state(self.pid)
-        if state is None or state in ("Z", "X"):
-            return False
-        if self.starttime is not None and proc_starttime(self.pid) != self.starttime:
-            return False
-        return proc_cmdline(self.pid) == self.cmdline
+        return is_same_process(self.pid, self.starttime, self.cmdline)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -119,14 +114,8 @@ class WorkerStore:
 
 
 def _signal(record: WorkerRecord, sig: int) -> None:
-    try:
-        # Workers run in their own session (pgid == pid): the group takes any child along.
-        if os.getpgid(record.pid) == record.pid:
-            os.killpg(record.pid, sig)
-        else:
-            os.kill(record.pid, sig)
-    except ProcessLookupError:
-        pass
+    # Workers run in their own session (pgid == pid): the group takes any child along.
+    signal_group(record.pid, sig)
 
 
 def self_record(worker_id: str, kind: str, fault: str, target: str, ends_at: float | None,

@@ -74,17 +74,7 @@ class PidRecord:
 
     def is_ours(self) -> bool:
         """True while this PID is still the very process we started (not reused, not a zombie)."""
-        state = proc_state(self.pid)
-        if state is None or state in ("Z", "X"):
-            return False
-        if self.starttime is not None and proc_starttime(self.pid) != self.starttime:
-            return False
-        cmdline = proc_cmdline(self.pid)
-        # redis-server blanks its argv for a moment while it initialises; with the start time
-        # matching, an empty command line is that moment, not another process.
-        if cmdline is None and self.starttime is not None:
-            return True
-        return cmdline == self.cmdline
+        return is_same_process(self.pid, self.starttime, self.cmdline)
 
     def is_paused(self) -> bool:
         return proc_state(self.pid) == "T"
@@ -138,6 +128,36 @@ def _atomic_write(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def is_same_process(pid: int, starttime: int | None, cmdline: list[str]) -> bool:
+    """Is `pid` still the process recorded with this start time and command line?
+
+    Checked before every signal, so a PID the kernel reused for someone else is never hit.
+    """
+    state = proc_state(pid)
+    if state is None or state in ("Z", "X"):
+        return False
+    if starttime is not None and proc_starttime(pid) != starttime:
+        return False
+    current = proc_cmdline(pid)
+    # redis-server blanks its argv for a moment while it initialises; with the start time
+    # matching, an empty command line is that moment, not another process.
+    if current is None and starttime is not None:
+        return True
+    return current == cmdline
+
+
+def signal_group(pid: int, sig: int) -> bool:
+    """Signal a process started in its own session, with its group; False if it is gone."""
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 # -- signals -----------------------------------------------------------------------------------
 def _alive(record: PidRecord, trusted: frozenset[int]) -> bool:
     if record.pid in trusted:  # our unreaped child: the PID cannot have been reused
@@ -153,15 +173,8 @@ def send(record: PidRecord, sig: int, trusted: frozenset[int] = frozenset()) -> 
     """
     if not _alive(record, trusted):
         return False
-    try:
-        # Started with start_new_session=True, so pgid == pid and children go with it.
-        if os.getpgid(record.pid) == record.pid:
-            os.killpg(record.pid, sig)
-        else:
-            os.kill(record.pid, sig)
-    except ProcessLookupError:
-        return False
-    return True
+    # Started with start_new_session=True, so pgid == pid and children go with it.
+    return signal_group(record.pid, sig)
 
 
 def _reap(pid: int) -> None:
