@@ -201,3 +201,14 @@ def steady(stack: StackHandle) -> Iterator[StackHandle]:
     settle(stack)
     yield stack
     settle(stack)
+
+
+@pytest.fixture
+def chaos_stack(clean_chaos: StackHandle) -> Iterator[StackHandle]:
+    """`clean_chaos`, then every fault cleared, services running and breakers reset after."""
+    from tests.e2e.chaos_support import restore_stack
+
+    try:
+        yield clean_chaos
+    finally:
+        restore_stack(clean_chaos)

@@ -12,25 +12,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.e2e.chaos_support import (
     chaos_keys,
     cli_json,
     pid_gone,
-    restore_stack,
     service_ok,
     worker_files,
 )
 from tests.support import wait_for
-
-
-@pytest.fixture
-def chaos_stack(clean_chaos: Any) -> Any:
-    try:
-        yield clean_chaos
-    finally:
-        restore_stack(clean_chaos)
 
 
 def _all_running(stack: Any) -> bool:

@@ -10,17 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.chaos_support import chaos_keys, cli_json, restore_stack, run_script
+from tests.e2e.chaos_support import chaos_keys, cli_json, run_script
 
 VENV_BIN = str(Path(sys.executable).parent)  # where the `chaosctl` entry point lives
-
-
-@pytest.fixture
-def chaos_stack(clean_chaos: Any) -> Any:
-    try:
-        yield clean_chaos
-    finally:
-        restore_stack(clean_chaos)
 
 
 @pytest.mark.parametrize("via", ["curl", "cli"])

@@ -5,25 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from tests.e2e.chaos_support import (
     audit_lines,
     cli_json,
     pid_gone,
-    restore_stack,
     service_ok,
     worker_files,
 )
 from tests.support import wait_for
-
-
-@pytest.fixture
-def chaos_stack(clean_chaos: Any) -> Any:
-    try:
-        yield clean_chaos
-    finally:
-        restore_stack(clean_chaos)
 
 
 def _proc(stack: Any, name: str) -> dict[str, Any]:

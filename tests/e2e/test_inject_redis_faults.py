@@ -9,16 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
-import pytest
 
-from tests.e2e.chaos_support import audit_lines, chaos_keys, cli_json, restore_stack
+from tests.e2e.chaos_support import audit_lines, chaos_keys, cli_json
 from tests.support import wait_for
-
-
-@pytest.fixture
-def chaos_stack(clean_chaos: Any) -> Any:
-    yield clean_chaos
-    restore_stack(clean_chaos)
 
 
 def _active_in_service(stack: Any, service: str, fault: str, value: float) -> bool:
