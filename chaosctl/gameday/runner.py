@@ -8,6 +8,7 @@ latency back to the baseline's level) that then holds for `hold_s`.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -94,6 +95,7 @@ class GameDay:
         self.sampler = BreakerSampler(settings, self.traffic.now)
         self.baseline_p95: float | None = None
         self.engine: Any = None
+        self.remediation_problem: str | None = None
         self.t_inject: float | None = None
 
     # -- helpers ----------------------------------------------------------------------------
@@ -132,7 +134,9 @@ class GameDay:
         t = self.now()
         if t - self.t_inject > self.opts.duration_s:
             raise Aborted(f"the run exceeded its maximum time ({self.opts.duration_s:.0f} s "
-                          "after injection) without recovering")
+                          "after injection) without recovering"
+                          + (f" ({self.remediation_problem})" if self.remediation_problem
+                             else ""))
         grace = self.opts.abort_grace_s
         if t - self.t_inject < grace:
             return
@@ -216,6 +220,11 @@ class GameDay:
         start = time.monotonic()
         results = api.remediate(engine, [playbook])
         self.result.remediation_s = time.monotonic() - start
+        if results[0].status != "recovered":
+            # Kept for the abort reason: "did not recover" alone would hide why.
+            self.remediation_problem = (f"playbook {playbook} {results[0].status}: "
+                                        + (results[0].error or "; ".join(
+                                            results[0].still_failing) or "no detail"))
         self.emit("remediated", playbook=playbook, status=results[0].status,
                   still_failing=results[0].still_failing)
 
@@ -272,6 +281,11 @@ class GameDay:
         self.emit("phase", phase="preflight")
         self.preflight()
         engine = self.engine = api.build_engine(self.settings, [])
+        from chaosctl.playbook.guard import RemediationGuard
+
+        # Same lock as every remediation, but this run's own action count (see guard.py).
+        counts_file = f"gameday-actions-{os.getpid()}-{int(r.started_at)}.json"
+        engine.guard = RemediationGuard(self.settings.home, counts_file=counts_file)
         engine.prom.require_up()
         before = integrity.read_counters(self.settings)
         self.traffic.start()
@@ -324,6 +338,7 @@ class GameDay:
         r.retry_amplification = ((after.payment_calls - before.payment_calls) / orders
                                  if orders > 0 else None)
         r.load_shed = int(max(0.0, after.load_shed - before.load_shed))
+        (self.settings.home / "run" / counts_file).unlink(missing_ok=True)
         if interrupted is None:
             self.emit("phase", phase="integrity")
             integrity.wait_outbox_drained(self.settings, timeout_s=60.0)

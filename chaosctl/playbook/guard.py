@@ -47,10 +47,13 @@ def _env_number(name: str, default: float) -> float:
 
 class RemediationGuard:
     def __init__(self, home: Path, cap: int | None = None,
-                 window_s: float | None = None) -> None:
+                 window_s: float | None = None,
+                 counts_file: str = "remediation_actions.json") -> None:
         run = Path(home) / "run"
         self.lock_path = run / "remediation.lock"
-        self.counts_path = run / "remediation_actions.json"
+        # A game day counts its own actions: each scenario is a separate, injected incident,
+        # and its rehearsals must not use up (or be blocked by) the real incidents' window.
+        self.counts_path = run / counts_file
         self.cap = int(cap if cap is not None else _env_number("CHAOSCTL_REMEDIATION_CAP",
                                                                 DEFAULT_CAP))
         self.window_s = (window_s if window_s is not None
