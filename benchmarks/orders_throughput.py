@@ -34,6 +34,8 @@ from urllib.parse import urlparse
 
 import httpx
 
+from chaosctl.stats import percentile
+
 REPO = Path(__file__).resolve().parents[1]
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -54,14 +56,6 @@ class Phase:
     payments_calls: float | None = None
     orders_reaching_payments: float | None = None
     retry_amplification: float | None = None
-
-
-def percentile(sorted_values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile of an ascending list (None when empty)."""
-    if not sorted_values:
-        return None
-    rank = max(1, min(len(sorted_values), round(q / 100 * len(sorted_values) + 0.5)))
-    return sorted_values[rank - 1]
 
 
 async def drive(gateway: str, rate: float, duration_s: float, max_inflight: int,

@@ -20,8 +20,9 @@ from chaosctl.errors import ChaosctlError, ExitCode
 from chaosctl.gameday import integrity
 from chaosctl.gameday.model import Marker, Objective, ScenarioResult
 from chaosctl.gameday.scenarios import Scenario
-from chaosctl.gameday.timeline import FAILED, OK, SHED, percentile, phase_stats, samples
+from chaosctl.gameday.timeline import FAILED, OK, SHED, phase_stats, samples
 from chaosctl.gameday.traffic import Traffic
+from chaosctl.stats import percentile
 
 EventSink = Callable[[str, dict[str, Any]], None]
 

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from chaosctl.gameday.model import PhaseStats, Sample
+from chaosctl.stats import percentile
 
 OK, FAILED, SHED, CONFLICT = "ok", "failed", "shed", "conflict"
 # An idempotent replay answers with the ORIGINAL outcome, which says nothing about the stack
@@ -19,15 +20,6 @@ class RequestRecord:
     t: float  # seconds since the run started, when the request completed
     latency_ms: float
     outcome: str  # ok | failed | shed | conflict | replay
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in 0..100); None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[min(rank, len(ordered)) - 1]
 
 
 def phase_stats(records: Iterable[RequestRecord], t0: float, t1: float) -> PhaseStats:

@@ -12,7 +12,6 @@ from chaosctl.gameday.timeline import (
     OK,
     SHED,
     RequestRecord,
-    percentile,
     phase_stats,
     samples,
     success_rate,
@@ -31,6 +30,9 @@ def _records() -> list[RequestRecord]:
 
 
 def test_percentile_nearest_rank() -> None:
+    from chaosctl.stats import percentile
+
+    assert percentile([3.0, 1.0, 2.0], 50) == 2.0  # unsorted input
     assert percentile([], 95) is None
     assert percentile([5.0], 99) == 5.0
     values = [float(v) for v in range(1, 101)]
