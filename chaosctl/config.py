@@ -126,16 +126,29 @@ def _config_file(overrides: dict[str, Any]) -> Path | None:
     return path if path.is_file() else None
 
 
+def _read_config_file(path: Path) -> dict[str, Any]:
+    """The TOML table in `path`; ConfigError (exit 2) naming the file for any unreadable one."""
+    fix = f"fix {path} (TOML, UTF-8, e.g. gateway_port = 8000) or point CHAOSCTL_CONFIG elsewhere"
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start})",
+                          hint=fix) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}", hint=fix) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}", hint=fix) from None
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Build the settings; raise ConfigError naming the bad field and source."""
     overrides = {k: v for k, v in overrides.items() if v is not None}
     file_values: dict[str, Any] = {}
     path = _config_file(overrides)
     if path is not None:
-        try:
-            file_values = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+        file_values = _read_config_file(path)
     env_keys = {
         name for name in Settings.model_fields if f"CHAOSCTL_{name.upper()}" in os.environ
     }
@@ -150,4 +163,5 @@ def load_settings(**overrides: Any) -> Settings:
             for err in exc.errors()
         )
         where = f" (config file {path} or CHAOSCTL_* environment)" if path else " (CHAOSCTL_*)"
-        raise ConfigError(f"invalid configuration{where}: {problems}") from exc
+        raise ConfigError(f"invalid configuration{where}: {problems}",
+                          hint="fix that value in the file or the CHAOSCTL_* variable") from None

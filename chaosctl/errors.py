@@ -77,3 +77,7 @@ class RemediationLockedError(ChaosctlError):
     """Another remediation holds the lock."""
 
     exit_code = ExitCode.UNHEALTHY
+
+
+class StateFileError(ConfigError):
+    """A state file chaosctl keeps (run/stack.json) is unreadable or holds invalid values."""

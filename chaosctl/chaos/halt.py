@@ -18,10 +18,12 @@ from chaosctl.chaos import audit
 from chaosctl.chaos.active_state import WorkerRecord, WorkerStore
 from chaosctl.chaos.catalogue import CHAOS_KEYS, FAULTS, REDIS_FAULTS
 from chaosctl.chaos.status import ActiveFault, ChaosStatus, collect, redis_client
+from chaosctl.chaos.undo_guard import KIND as GUARD_KIND
 from chaosctl.config import SERVICES, Settings
 from chaosctl.errors import InvalidInputError
 
 HTTP_TIMEOUT_S = 2.0
+GUARD_SETTLE_S = 15.0  # how long clear waits for an undo guard of a service it resumed
 ALL_KEYS = CHAOS_KEYS
 TARGETS: tuple[str, ...] = (*FAULTS, *SERVICES)
 
@@ -147,8 +149,10 @@ def clear(settings: Settings, target: str | None = None) -> ClearResult:
     store = WorkerStore(settings.home)
 
     # 1. Workers first: a reverter must not race our own undo; bursts stop adding load.
+    # Undo guards are left running: they are themselves an undo (of an inject that timed out
+    # against a paused service) and their request may land only after we resume it below.
     for rec in store.live():
-        if sel.worker(rec):
+        if sel.worker(rec) and rec.kind != GUARD_KIND:
             how = store.stop(rec)
             result.actions.append({"action": "stop_worker", "target": rec.id,
                                    "how": f"{rec.kind} pid {rec.pid}: {how}"})
@@ -180,10 +184,12 @@ def clear(settings: Settings, target: str | None = None) -> ClearResult:
             result.problems.append(f"could not {('resume' if item.kind == 'paused' else 'start')}"
                                    f" {item.service}: {exc}")
 
+    _wait_for_guards(store, {a["target"] for a in result.actions
+                             if a["action"] in ("resume", "start")})
     # 5. Verify.
     after = collect(settings)
     result.problems += [p for p in after.problems if p not in result.problems]
-    live_ids = {rec.id for rec in store.live() if sel.worker(rec)}
+    live_ids = {rec.id for rec in store.live() if sel.worker(rec) and rec.kind != GUARD_KIND}
     result.remaining = [f for f in after.faults
                         if (f.target in live_ids if f.kind == "worker" else sel.covers(f))]
     result.elapsed_s = time.monotonic() - started
@@ -196,6 +202,40 @@ def clear(settings: Settings, target: str | None = None) -> ClearResult:
     return result
 
 
+def _wait_for_guards(store: WorkerStore, services: set[str]) -> None:
+    """Let undo guards of the services just resumed see their timed-out request land and
+    delete its key, so the verify below does not report a key that is about to go."""
+    deadline = time.monotonic() + GUARD_SETTLE_S
+    while time.monotonic() < deadline and any(
+            w.kind == GUARD_KIND and w.target in services for w in store.live()):
+        time.sleep(0.1)
+
+
 def verify_clean(settings: Settings) -> ChaosStatus:
     """The current status (the caller checks `.clean`)."""
     return collect(settings)
+
+
+def drop_keys_for_down(settings: Settings) -> list[str]:
+    """Delete every chaos key straight in Redis before `stack down` stops it.
+
+    Redis persists to an append-only file, so without this a fault injected before `down`
+    would be live again after the next `up` (until its TTL). Best effort: a Redis that is
+    already down has nothing to delete now, and its keys keep their TTL. Audited when it
+    deleted anything.
+    """
+    import redis
+
+    client = redis_client(settings)
+    try:
+        present = [key for key in ALL_KEYS if client.exists(key)]
+        if present:
+            client.delete(*present)
+    except redis.RedisError:
+        return []
+    finally:
+        client.close()
+    if present:
+        audit.append(settings.home, action="clear", fault=None, target="all",
+                     outcome=audit.OK, detail=f"stack down: deleted {', '.join(present)}")
+    return present

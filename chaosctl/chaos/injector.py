@@ -22,6 +22,13 @@ from chaosctl.errors import ChaosctlError
 
 HTTP_TIMEOUT_S = 3.0
 SPAWN_TIMEOUT_S = 15.0
+GUARD_MIN_S = 3600.0  # an undo guard waits at least this long for a paused service
+GUARD_WAIT_S = 10.0  # how long a new inject waits for a guard on the same key to finish
+
+
+class UnansweredRequestError(InjectionFailedError):
+    """The request reached the service (the connection was accepted) but got no answer: it
+    may still be handled later. Raised by `set_key`, turned into an undo by `apply`."""
 
 
 @dataclass
@@ -110,11 +117,16 @@ def set_key(settings: Settings, spec: RedisFault, value: float, ttl_s: int) -> d
         response = httpx.post(url, json={spec.field: _wire(spec, value), "ttl_s": ttl_s},
                               headers={"Authorization": f"Bearer {token}"},
                               timeout=HTTP_TIMEOUT_S, trust_env=False)
+    except (httpx.TimeoutException, httpx.ReadError, httpx.WriteError,
+            httpx.RemoteProtocolError) as exc:
+        if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)):
+            raise _unreachable(spec, url, exc) from exc  # never connected: nothing was sent
+        # Connected, maybe sent, no answer: a SIGSTOPped service looks exactly like this.
+        raise UnansweredRequestError(
+            f"{spec.service} accepted POST {url} but did not answer within "
+            f"{HTTP_TIMEOUT_S:g}s ({type(exc).__name__}; paused or overloaded?)") from exc
     except httpx.HTTPError as exc:
-        raise InjectionFailedError(
-            f"{spec.service} is unreachable at {url} ({type(exc).__name__}); nothing was set",
-            hint=f"check `chaosctl stack status`; start it with `chaosctl stack start "
-                 f"{spec.service}`") from exc
+        raise _unreachable(spec, url, exc) from exc
     if response.status_code != 200:
         raise InjectionFailedError(
             f"{spec.service} refused the fault: HTTP {response.status_code} "
@@ -125,18 +137,82 @@ def set_key(settings: Settings, spec: RedisFault, value: float, ttl_s: int) -> d
     return {"value": state["value"], "ttl_s": state["ttl_s"]}
 
 
+def _unreachable(spec: RedisFault, url: str, exc: Exception) -> InjectionFailedError:
+    return InjectionFailedError(
+        f"{spec.service} is unreachable at {url} ({type(exc).__name__}); nothing was set",
+        hint=f"check `chaosctl stack status`; start it with `chaosctl stack start "
+             f"{spec.service}`")
+
+
+def set_key_or_undo(settings: Settings, fault: str, spec: RedisFault, value: float,
+                    ttl_s: int) -> dict[str, Any]:
+    """`set_key`, and when the service took the request but never answered, undo it.
+
+    The request may still be handled when the service runs again (a paused service queues
+    it in the kernel), so saying "nothing was set" is only true once someone makes it so: an
+    undo guard deletes the key once the service answers again, and the error says so.
+    """
+    _wait_for_guards(settings, spec.key)
+    try:
+        return set_key(settings, spec, value, ttl_s)
+    except UnansweredRequestError as exc:
+        raise InjectionFailedError(f"{exc}; {_undo(settings, fault, spec, value, ttl_s)}",
+                                   hint="see `chaosctl chaos status` and `chaosctl chaos log`; "
+                                        f"inject again once {spec.service} answers") from exc
+
+
+def _undo(settings: Settings, fault: str, spec: RedisFault, value: float, ttl_s: int) -> str:
+    """Start the undo guard; describe what will happen (the error message's second half)."""
+    from chaosctl.chaos import undo_guard
+
+    wire = _wire(spec, value)
+    until = time.time() + max(float(ttl_s), GUARD_MIN_S)
+    guard_id = new_id(undo_guard.KIND)
+    try:
+        guard = _spawn(settings, guard_id, undo_guard.KIND, undo_guard.command(
+            guard_id, settings, fault=fault, service=spec.service, key=spec.key,
+            value=float(wire), until=until))
+    except InjectionFailedError as exc:
+        # No guard: delete what may already be there, and be plain about what may follow.
+        try:
+            undo_guard.delete_if_ours(settings, spec.key, float(wire))
+        except Exception:  # noqa: BLE001, S110 - the message below already says it may land
+            pass
+        return (f"the fault is NOT confirmed and the undo guard failed to start ({exc}); the "
+                f"queued request may still set {spec.key}={wire} when {spec.service} runs "
+                "again: clear it then with `chaosctl chaos clear`")
+    return (f"the fault is not in effect: undo guard {guard.id} (pid {guard.pid}) deletes "
+            f"{spec.key} if the queued request sets it once {spec.service} runs again")
+
+
+def _wait_for_guards(settings: Settings, key: str) -> None:
+    """A guard still undoing an earlier timed-out request for `key` would delete this one's
+    value if it is the same; give it time to finish (it does once the service answers)."""
+    from chaosctl.chaos import undo_guard
+
+    store = WorkerStore(settings.home)
+    deadline = time.monotonic() + GUARD_WAIT_S
+    while time.monotonic() < deadline and any(
+            w.kind == undo_guard.KIND and w.params.get("key") == key for w in store.live()):
+        time.sleep(0.1)
+
+
 def spawn_worker(settings: Settings, kind: str, **options: Any) -> WorkerRecord:
-    """Start a detached worker and wait until it has recorded itself; raise if it died."""
+    """Start a detached chaos worker and wait until it has recorded itself; raise if it died."""
     from chaosctl.chaos.worker import spawn_command
 
     worker_id = new_id(kind)
+    return _spawn(settings, worker_id, kind, spawn_command(kind, worker_id, settings, **options))
+
+
+def _spawn(settings: Settings, worker_id: str, kind: str, argv: list[str]) -> WorkerRecord:
     store = WorkerStore(settings.home)
     logs = settings.home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     log = logs / f"chaos-{worker_id}.log"
     with open(log, "ab") as out:
         proc = subprocess.Popen(  # noqa: S603 - our own module, fixed argv
-            spawn_command(kind, worker_id, settings, **options), stdin=subprocess.DEVNULL,
+            argv, stdin=subprocess.DEVNULL,
             stdout=out, stderr=out, cwd=settings.home, start_new_session=True)
     deadline = time.monotonic() + SPAWN_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -158,7 +234,8 @@ def apply(req: FaultRequest, settings: Settings) -> InjectResult:
     store = WorkerStore(settings.home)
     spec = req.redis_fault
     if spec is not None:
-        result.keys[spec.key] = set_key(settings, spec, float(req.value or 0), req.ttl_s)
+        result.keys[spec.key] = set_key_or_undo(settings, req.fault, spec,
+                                                float(req.value or 0), req.ttl_s)
         result.expires_at = time.time() + req.ttl_s
         return result
     if req.fault in ("service-down", "notifications-down", "service-hang"):
@@ -181,7 +258,8 @@ def apply(req: FaultRequest, settings: Settings) -> InjectResult:
         return result
     if req.fault == "retry-storm":
         errors = REDIS_FAULTS["payment-errors"]
-        result.keys[errors.key] = set_key(settings, errors, float(req.value or 0), req.ttl_s)
+        result.keys[errors.key] = set_key_or_undo(settings, req.fault, errors,
+                                                  float(req.value or 0), req.ttl_s)
     try:
         result.worker = spawn_worker(settings, req.fault, rps=req.params["rps"], for_s=req.for_s,
                                      max_requests=req.params["max_requests"],

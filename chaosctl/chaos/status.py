@@ -86,6 +86,12 @@ def _number(text: str) -> float | str:
 
 def worker_fault(rec: WorkerRecord) -> ActiveFault:
     ends = None if rec.ends_at is None else max(0.0, round(rec.ends_at - time.time(), 1))
+    if rec.kind == "undo":  # see chaos.undo_guard
+        detail = (f"undo guard pid {rec.pid}: an inject timed out against {rec.target}; "
+                  f"deletes {rec.params.get('key')} if the queued request sets it once "
+                  f"{rec.target} runs again")
+        return ActiveFault("worker", rec.fault, rec.id, rec.target, rec.params.get("value"),
+                           ends, detail)
     if rec.kind == "revert":
         verb = "start" if rec.params.get("action") == "start" else "resume"
         detail = f"reverter pid {rec.pid}: will {verb} {rec.target} in {ends}s"

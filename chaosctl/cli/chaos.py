@@ -29,7 +29,7 @@ LOG_JSON_HELP = """--json prints a list of entries (stable shape), oldest first:
 
 \b
 \\[{"time": iso8601, "ts": epoch, "user": str, "pid": int, "command": str,
-  "action": "inject|clear|revert|finish", "fault": str|null, "target": str|null,
+  "action": "inject|clear|revert|finish|undo", "fault": str|null, "target": str|null,
   "value": any, "ttl_s": int|null, "outcome": "ok|failed|refused|dry_run", "detail": str}]
 """
 

@@ -47,7 +47,9 @@ inject_app = typer.Typer(
         "(--ttl, default 10m; 0 refused), can be previewed with --dry-run (prints exactly what "
         "would be set, changes nothing) and is halted by `chaosctl chaos clear`. Bad values "
         "exit 2 naming the valid range and set nothing; a service that cannot be reached "
-        "exits 1 and sets nothing. Each call appends one line to the audit log "
+        "exits 1 and sets nothing; one that takes the request but never answers (paused) "
+        "exits 1 and an undo guard deletes the key if the late request sets it. Each call "
+        "appends one line to the audit log "
         "(`chaosctl chaos log`).\n\n" + INJECT_JSON_HELP
     ),
     no_args_is_help=True,

@@ -94,9 +94,11 @@ def stack_options(
 
 
 @stack_app.command(help=(
-    "Start everything that is not running and wait until all of it is ready. A second `up` "
+    "Start everything that is not running and wait until all of it is ready and Prometheus "
+    "has scraped every service, so `chaosctl health` is green at once. A second `up` "
     "changes nothing. Fails (exit 1) naming the process that did not start, with its log "
-    "tail; exit 2 for a port in use, a stale pid file or a missing binary.\n\n"
+    "tail, or the targets Prometheus never scraped; exit 2 for a port in use, a stale pid "
+    "file, a missing binary or an invalid run/stack.json.\n\n"
     "--json prints the `stack status --json` object plus \"started\": [\"NAME.REPLICA\"]."))
 def up(ctx: typer.Context, as_json: Json = False) -> None:
     backend = _backend(ctx)
@@ -114,8 +116,9 @@ def up(ctx: typer.Context, as_json: Json = False) -> None:
 
 
 @stack_app.command(help=(
-    "Stop exactly the processes `up` started (SIGTERM, SIGKILL after a timeout). Data is kept "
-    "unless --purge.\n\n--json prints [{\"name\", \"replica\", \"pid\", \"how\"}] where how is "
+    "Stop exactly the processes `up` started (SIGTERM, SIGKILL after a timeout). Chaos keys are "
+    "deleted first, so the next `up` starts without faults. Data is kept unless --purge.\n\n"
+    "--json prints [{\"name\", \"replica\", \"pid\", \"how\"}] where how is "
     "terminated, killed or stale."))
 def down(
     ctx: typer.Context,
@@ -125,10 +128,17 @@ def down(
 ) -> None:
     from dataclasses import asdict
 
+    from chaosctl.chaos.halt import drop_keys_for_down
+    from chaosctl.config import load_settings
+
+    settings = load_settings(home=(ctx.obj or {}).get("home"))
+    dropped = drop_keys_for_down(settings)
     stopped = _backend(ctx).down(purge=purge)
     if as_json:
         _print_json([asdict(s) for s in stopped])
         return
+    if dropped:
+        typer.echo(f"cleared chaos keys: {', '.join(dropped)}")
     for s in stopped:
         typer.echo(f"{s.how:<10} {s.name}.{s.replica} (pid {s.pid})")
     typer.echo("stack is down" + (" and purged" if purge else "") if stopped

@@ -108,13 +108,10 @@ class RunDir:
         return good, bad
 
     def load_state(self) -> dict[str, Any]:
-        try:
-            data = json.loads((self.path / "stack.json").read_text())
-        except (OSError, ValueError):
-            data = {}
-        data.setdefault("replicas", {})
-        data.setdefault("killed", [])
-        return data
+        """Replica counts and killed services, validated (StateFileError, exit 2, if bad)."""
+        from chaosctl.runtime.state import load_state
+
+        return load_state(self.path / "stack.json")
 
     def save_state(self, data: dict[str, Any]) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
