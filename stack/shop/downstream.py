@@ -33,6 +33,17 @@ from shop.settings import ShopSettings
 RETRYABLE_STATUS = {502, 503, 504}
 
 
+class CallTrace:
+    """How many attempts of one logical call went out on the wire. Zero means the downstream
+    cannot have acted on it (breaker open, bulkhead full, deadline gone before sending), so a
+    failed order owes it no compensation."""
+
+    __slots__ = ("sent",)
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+
 class Downstream:
     def __init__(self, name: str, settings: ShopSettings, client: httpx.AsyncClient) -> None:
         self.name = name
@@ -71,7 +82,8 @@ class Downstream:
         metrics.breaker_state.labels(self.name).set(int(self.breaker.state))
 
     async def _attempt(self, method: str, path: str, deadline: Deadline,
-                       json: Any, headers: dict[str, str]) -> httpx.Response:
+                       json: Any, headers: dict[str, str],
+                       trace: CallTrace | None = None) -> httpx.Response:
         permit = None
         if self.settings.breakers:
             permit = self.breaker.try_acquire()
@@ -88,9 +100,11 @@ class Downstream:
         try:
             if self.settings.bulkheads:
                 async with self.bulkhead.slot():
-                    response = await self._send(method, path, deadline, json, headers, timeout)
+                    response = await self._send(method, path, deadline, json, headers, timeout,
+                                                trace)
             else:
-                response = await self._send(method, path, deadline, json, headers, timeout)
+                response = await self._send(method, path, deadline, json, headers, timeout,
+                                            trace)
         except BulkheadFullError:
             if permit is not None:
                 permit.success()  # rejected locally; the downstream did not fail
@@ -122,8 +136,11 @@ class Downstream:
             self.refresh_gauge()
 
     async def _send(self, method: str, path: str, deadline: Deadline, json: Any,
-                    headers: dict[str, str], timeout: float) -> httpx.Response:
+                    headers: dict[str, str], timeout: float,
+                    trace: CallTrace | None = None) -> httpx.Response:
         metrics.downstream_requests_total.labels(self.name).inc()
+        if trace is not None:
+            trace.sent += 1
         start = time.perf_counter()
         try:
             return await self.client.request(
@@ -136,13 +153,15 @@ class Downstream:
             )
 
     async def call(self, method: str, path: str, *, deadline: Deadline, json: Any = None,
-                   headers: dict[str, str] | None = None, retry: bool = True) -> httpx.Response:
+                   headers: dict[str, str] | None = None, retry: bool = True,
+                   trace: CallTrace | None = None) -> httpx.Response:
         """One logical call. Raises BreakerOpenError, BulkheadFullError, DownstreamError or
-        DeadlineExceededError; returns the response for any status below 500."""
+        DeadlineExceededError; returns the response for any status below 500. `trace`
+        counts the attempts that were sent."""
         headers = headers or {}
 
         async def attempt() -> httpx.Response:
-            return await self._attempt(method, path, deadline, json, headers)
+            return await self._attempt(method, path, deadline, json, headers, trace)
 
         if not retry or self.policy.max_attempts <= 1:
             return await attempt()

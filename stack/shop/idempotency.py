@@ -1,10 +1,18 @@
-"""Idempotency keys in Redis: replay a completed response, 409 a concurrent duplicate,
-422 the same key with a different body."""
+"""Idempotency keys, Redis in front of the database.
+
+Redis is the fast path: it holds an in-progress marker while a request runs and the finished
+response for a day. It is not the source of truth: it may be restarted empty, evict a key, or
+keep the marker of a request whose process was killed. The orders table is: every order made
+with a key stores it under a UNIQUE index with the request-body hash (see shop/order_store.py),
+and orders consults it whenever Redis cannot answer for certain.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +21,8 @@ from shop.web import ApiError
 
 KEY_TTL_S = 24 * 3600
 IN_PROGRESS_TTL_S = 60  # a crashed request must not block its key for a day
+REPLAYED_HEADERS = {"X-Idempotency-Replayed": "true",  # the study's client contract
+                    "Idempotent-Replayed": "true"}  # kept for existing clients
 
 
 def body_hash(body: Any) -> str:
@@ -25,6 +35,38 @@ class Replay:
     body: dict
 
 
+@dataclass
+class InProgress:
+    """Redis holds another request's marker: it is running, or its process died. `age_s`
+    lets the caller tell the two apart by the request deadline."""
+
+    age_s: float
+
+
+def key_reused() -> ApiError:
+    return ApiError(422, "idempotency_key_reused",
+                    "this Idempotency-Key was used with a different request body; "
+                    "send a new key for a different order")
+
+
+def in_progress() -> ApiError:
+    metrics.idempotency_conflicts_total.inc()
+    return ApiError(409, "request_in_progress",
+                    "a request with this Idempotency-Key is still in progress; retry later "
+                    "with the same key", headers={"Retry-After": "1"})
+
+
+async def _once_more_on_reconnect(command: Callable[[], Awaitable[Any]]) -> Any:
+    """Run a Redis command; after a Redis restart every pooled connection fails once with
+    ConnectionError (and is reset), so one more try tells a restart from an outage."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    try:
+        return await command()
+    except RedisConnectionError:
+        return await command()
+
+
 class IdempotencyStore:
     def __init__(self, redis) -> None:  # noqa: ANN001
         self.redis = redis
@@ -33,16 +75,19 @@ class IdempotencyStore:
     def _key(key: str) -> str:
         return f"idem:{key}"
 
-    async def begin(self, key: str, fingerprint: str) -> Replay | None:
-        """Claim the key. Returns a Replay for a completed request; raises 409/422/503."""
-        record = json.dumps({"state": "in_progress", "hash": fingerprint})
+    async def begin(self, key: str, fingerprint: str) -> Replay | InProgress | None:
+        """Claim the key (None), or say why not: a finished response (Replay) or another
+        request's marker (InProgress). Raises 422 for another body, 503 without Redis."""
+        record = json.dumps({"state": "in_progress", "hash": fingerprint, "at": time.time()})
         try:
-            claimed = await self.redis.set(self._key(key), record, nx=True, ex=IN_PROGRESS_TTL_S)
+            claimed = await _once_more_on_reconnect(lambda: self.redis.set(
+                self._key(key), record, nx=True, ex=IN_PROGRESS_TTL_S))
             if claimed:
                 return None
-            raw = await self.redis.get(self._key(key))
+            raw = await _once_more_on_reconnect(lambda: self.redis.get(self._key(key)))
         except Exception as exc:  # noqa: BLE001
-            # Without Redis we cannot promise exactly-once: refuse rather than risk a double charge.
+            # Redis down is not Redis empty: without it we cannot tell a concurrent duplicate
+            # cheaply, so refuse (the client retries with the same key) rather than guess.
             raise ApiError(503, "idempotency_unavailable",
                            "idempotency store unavailable; retry with the same key",
                            headers={"Retry-After": "1"}) from exc
@@ -50,20 +95,28 @@ class IdempotencyStore:
             return await self.begin(key, fingerprint)
         stored = json.loads(raw)
         if stored.get("hash") != fingerprint:
-            raise ApiError(422, "idempotency_key_reused",
-                           "this Idempotency-Key was used with a different request body")
+            raise key_reused()
         if stored.get("state") == "done":
-            metrics.idempotency_hits_total.inc()
             return Replay(stored["status"], stored["body"])
-        metrics.idempotency_conflicts_total.inc()
-        raise ApiError(409, "request_in_progress",
-                       "a request with this Idempotency-Key is still in progress",
-                       headers={"Retry-After": "1"})
+        return InProgress(max(0.0, time.time() - float(stored.get("at", time.time()))))
+
+    async def take_over(self, key: str, fingerprint: str) -> None:
+        """Replace a dead request's marker with ours (the DB's unique index still decides)."""
+        record = json.dumps({"state": "in_progress", "hash": fingerprint, "at": time.time()})
+        await self.redis.set(self._key(key), record, ex=IN_PROGRESS_TTL_S)
 
     async def complete(self, key: str, fingerprint: str, status: int, body: dict) -> None:
         record = json.dumps({"state": "done", "hash": fingerprint, "status": status,
                              "body": body})
-        await self.redis.set(self._key(key), record, ex=KEY_TTL_S)
+        await _once_more_on_reconnect(lambda: self.redis.set(self._key(key), record,
+                                                             ex=KEY_TTL_S))
+
+    async def remember(self, key: str, fingerprint: str, status: int, body: dict) -> None:
+        """Best effort: put a response found in the DB back into Redis (after a Redis loss)."""
+        try:
+            await self.complete(key, fingerprint, status, body)
+        except Exception:  # noqa: BLE001 - the DB answers next time as well
+            pass
 
     async def abandon(self, key: str) -> None:
         try:

@@ -1,5 +1,12 @@
-"""Inventory: seeded stock, idempotent reservations per order; chaos lock_contention_ms
-(held while holding the real stock lock, so reservations queue) and error_rate."""
+"""Inventory: seeded stock, idempotent reservations per order, and a release per order that
+fences them; chaos lock_contention_ms (held while holding the real stock lock, so reservations
+queue) and error_rate (on reservations only: a release is never failed by chaos).
+
+One row per order id in `reservations`, whose primary key serialises a reserve against a
+release: a reserve inserts the row and takes the stock in one transaction, or replays the
+row (200), or is refused with 409 once the order was released; a release gives the stock
+back exactly once, or leaves a `released` tombstone when nothing was reserved.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,7 @@ import asyncio
 import json
 import time
 from contextlib import asynccontextmanager
+from typing import Annotated
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -19,10 +27,13 @@ from shop import metrics
 from shop.chaos import ChaosStore, chaos_router
 from shop.db import create_tables, make_engine
 from shop.settings import ShopSettings
-from shop.web import ApiError, create_app, deadline_of, redis_client
+from shop.web import NO_NUL, ApiError, IdPath, NotBool, create_app, deadline_of, redis_client
 
 SEED_PRODUCTS = 100
 SEED_STOCK = 1_000_000
+# The study's load client orders these four (its client contract); seeded like the SKUs.
+STUDY_PRODUCTS = ("prod-001", "prod-002", "prod-003", "prod-004")
+HELD = "reserved"
 
 meta = MetaData()
 stock = Table(
@@ -35,23 +46,31 @@ reservations = Table(
     Column("order_id", String(64), primary_key=True),
     Column("items", Text, nullable=False),
     Column("created_at", Float, nullable=False),
+    # Added after the first release: rows of an older database hold their stock.
+    Column("status", String(16), nullable=False, server_default=HELD),
+    Column("released_at", Float),
 )
 
 
 class Line(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    product_id: str = Field(min_length=1, max_length=64)
-    quantity: int = Field(gt=0, le=1000)
+    product_id: str = Field(min_length=1, max_length=64, pattern=NO_NUL)
+    quantity: Annotated[int, NotBool] = Field(gt=0, le=1000)
 
 
 class ReserveRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    order_id: str = Field(min_length=1, max_length=64)
+    order_id: str = Field(min_length=1, max_length=64, pattern=NO_NUL)
     items: list[Line] = Field(min_length=1, max_length=50)
 
 
+class ReleaseRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    order_id: str = Field(min_length=1, max_length=64, pattern=NO_NUL)
+
+
 def product_ids() -> list[str]:
-    return [f"SKU-{i:03d}" for i in range(1, SEED_PRODUCTS + 1)]
+    return [f"SKU-{i:03d}" for i in range(1, SEED_PRODUCTS + 1)] + list(STUDY_PRODUCTS)
 
 
 class OutOfStock(Exception):
@@ -93,28 +112,74 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
     app = create_app(settings, health, lifespan)
     app.include_router(chaos_router(chaos, settings))
 
-    def _reserve(body: ReserveRequest) -> tuple[dict, bool]:
-        items = [line.model_dump() for line in body.items]
-        with engine.begin() as conn:
-            existing = conn.execute(
-                select(reservations).where(reservations.c.order_id == body.order_id)
-            ).mappings().first()
-            if existing:
-                return {"order_id": body.order_id, "items": json.loads(existing["items"])}, False
-            for line in body.items:
-                result = conn.execute(
-                    update(stock)
-                    .where(stock.c.product_id == line.product_id)
-                    .where(stock.c.available >= line.quantity)
-                    .values(available=stock.c.available - line.quantity)
-                )
-                if result.rowcount != 1:
-                    raise OutOfStock(line.product_id)
-            conn.execute(insert(reservations).values(
-                order_id=body.order_id, items=json.dumps(items), created_at=time.time()))
-        return {"order_id": body.order_id, "items": items}, True
+    def _get_reservation(order_id: str) -> dict | None:
+        with engine.connect() as conn:
+            row = conn.execute(select(reservations)
+                               .where(reservations.c.order_id == order_id)).mappings().first()
+        if row is None:
+            return None
+        return {**dict(row), "items": json.loads(row["items"])}
 
-    @app.post("/inventory/reserve")
+    def _reserve(body: ReserveRequest) -> tuple[dict, str]:
+        """(reservation, "created" | "replayed" | "refused"). The row goes in first, so a
+        concurrent retry or release of the same order loses on the primary key and the stock
+        taken in this transaction is rolled back with it."""
+        items = [line.model_dump() for line in body.items]
+        try:
+            with engine.begin() as conn:
+                conn.execute(insert(reservations).values(
+                    order_id=body.order_id, items=json.dumps(items), created_at=time.time(),
+                    status=HELD, released_at=None))
+                for line in body.items:
+                    result = conn.execute(
+                        update(stock)
+                        .where(stock.c.product_id == line.product_id)
+                        .where(stock.c.available >= line.quantity)
+                        .values(available=stock.c.available - line.quantity)
+                    )
+                    if result.rowcount != 1:
+                        raise OutOfStock(line.product_id)
+            return {"order_id": body.order_id, "items": items, "status": HELD}, "created"
+        except IntegrityError:
+            existing = _get_reservation(body.order_id)
+        if existing is None:  # cannot happen: rows are never deleted
+            raise ApiError(503, "reservation_conflict", "reservation row vanished; retry")
+        return existing, ("replayed" if existing["status"] == HELD else "refused")
+
+    def _release(order_id: str) -> tuple[dict, bool]:
+        """(reservation, changed). Give the stock back once, or leave a tombstone."""
+        for _ in range(5):  # each turn loses only to a concurrent reserve or release
+            now = time.time()
+            with engine.begin() as conn:
+                # The conditional update takes the write lock first, so the stock goes back
+                # at most once even when two releases race.
+                released = conn.execute(
+                    update(reservations).where(reservations.c.order_id == order_id)
+                    .where(reservations.c.status == HELD)
+                    .values(status="released", released_at=now)).rowcount
+                if released:
+                    raw = conn.execute(select(reservations.c["items"])
+                                       .where(reservations.c.order_id == order_id)).scalar_one()
+                    for line in json.loads(raw):
+                        conn.execute(update(stock)
+                                     .where(stock.c.product_id == line["product_id"])
+                                     .values(available=stock.c.available + line["quantity"]))
+            if released:
+                return _get_reservation(order_id) or {}, True
+            try:
+                with engine.begin() as conn:
+                    conn.execute(insert(reservations).values(
+                        order_id=order_id, items="[]", created_at=now, status="released",
+                        released_at=now))
+                return _get_reservation(order_id) or {}, True
+            except IntegrityError:
+                existing = _get_reservation(order_id)
+            if existing is not None and existing["status"] != HELD:
+                return existing, False
+        raise ApiError(503, "release_conflict", "the reservation kept changing; retry")
+
+    @app.post("/inventory/reserve", responses={
+        409: {"description": "Not enough stock, or the order was released (compensated)"}})
     async def reserve(body: ReserveRequest, request: Request) -> JSONResponse:
         if await chaos.maybe_fail("error_rate"):
             raise ApiError(503, "injected_failure", "inventory chaos: injected error")
@@ -133,16 +198,37 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
             if deadline.expired():
                 raise ApiError(504, "deadline_exceeded", "deadline passed holding the stock lock")
             try:
-                record, created = await run_in_threadpool(_reserve, body)
+                record, outcome = await run_in_threadpool(_reserve, body)
             except OutOfStock as exc:
                 raise ApiError(409, "out_of_stock", f"not enough stock for {exc}") from exc
         finally:
             stock_lock.release()
-        return JSONResponse({**record, "status": "reserved", "replayed": not created},
-                            201 if created else 200)
+        if outcome == "refused":
+            raise ApiError(409, "order_released",
+                           f"order {body.order_id} was released; a reservation for it is "
+                           "refused (the order was compensated)")
+        return JSONResponse({**record, "replayed": outcome == "replayed"},
+                            201 if outcome == "created" else 200)
+
+    @app.post("/inventory/release", responses={
+        200: {"description": "Stock given back, or a tombstone left (nothing was reserved); "
+                             "`replayed` if it already was"},
+        503: {"description": "The reservation kept changing under concurrent calls; retry"}})
+    async def release(body: ReleaseRequest) -> JSONResponse:
+        """Compensation for an order that failed: idempotent, and final for that order id.
+        Not behind the stock lock: chaos lock contention must not hold a refund of stock."""
+        record, changed = await run_in_threadpool(_release, body.order_id)
+        return JSONResponse({**record, "replayed": not changed}, 200)
+
+    @app.get("/inventory/reservations/{order_id}")
+    async def get_reservation(order_id: IdPath) -> dict:
+        record = await run_in_threadpool(_get_reservation, order_id)
+        if record is None:
+            raise ApiError(404, "not_found", f"no reservation for order {order_id}")
+        return record
 
     @app.get("/inventory/{product_id}")
-    async def get_stock(product_id: str) -> dict:
+    async def get_stock(product_id: IdPath) -> dict:
         def _get() -> int | None:
             with engine.connect() as conn:
                 return conn.execute(

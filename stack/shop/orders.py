@@ -1,82 +1,109 @@
 """Orders: writes the order and its outbox event in one transaction, reserves inventory,
-charges payments, and ends every order in a clear status."""
+charges payments, and ends every order in a clear status: 201 `completed`, or 202 recorded
+but failed (`inventory_failed`, `payment_failed`) and compensated.
+
+Crash safety and durable idempotency are in shop/recovery.py and shop/order_store.py; the
+rules are in stack/README.md ("Crash safety", "Idempotency").
+"""
 
 from __future__ import annotations
 
 import json
+import sys
 import time
 import uuid
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Column, Float, MetaData, String, Table, Text, insert, select, update
 from starlette.concurrency import run_in_threadpool
 
 from shop import metrics
-from shop.db import create_tables, make_engine
-from shop.downstream import Downstream
-from shop.idempotency import IdempotencyStore, body_hash
-from shop.outbox import OutboxPublisher, new_event, outbox_table
-from shop.resilience import BreakerState, DeadlineExceededError, ResilienceError
-from shop.settings import ShopSettings
-from shop.web import ApiError, check_redis, create_app, deadline_of, redis_client, require_admin
-
-meta = MetaData()
-orders = Table(
-    "orders", meta,
-    Column("id", String(64), primary_key=True),
-    Column("customer_id", String(64), nullable=False, index=True),
-    Column("items", Text, nullable=False),
-    Column("total", Float, nullable=False),
-    Column("status", String(32), nullable=False, index=True),
-    Column("reason", String(128)),
-    Column("correlation_id", String(128)),
-    Column("idempotency_key", String(255)),
-    Column("created_at", Float, nullable=False),
-    Column("updated_at", Float, nullable=False),
+from shop.db import make_engine
+from shop.downstream import CallTrace, Downstream
+from shop.idempotency import (
+    REPLAYED_HEADERS,
+    IdempotencyStore,
+    InProgress,
+    Replay,
+    body_hash,
+    in_progress,
+    key_reused,
 )
-outbox = outbox_table(meta)
+from shop.order_store import PENDING, DuplicateKey, OrderStore, http_status, orders, outbox, view
+from shop.outbox import OutboxPublisher
+from shop.recovery import OrderFinisher, recovery_timing
+from shop.resilience import BreakerState, Deadline, DeadlineExceededError, ResilienceError
+from shop.settings import ShopSettings
+from shop.web import (
+    NO_NUL,
+    ApiError,
+    IdPath,
+    NotBool,
+    TextQuery,
+    check_redis,
+    create_app,
+    deadline_of,
+    redis_client,
+    require_admin,
+)
+
+__all__ = ["OrderRequest", "build", "orders", "outbox"]
 DOWNSTREAMS = ("payments", "inventory", "notifications")
+# A caller's X-Deadline further out than this is cut to it: the deadline is also what the
+# recovery sweeper waits for, so a far-future one must not keep a crashed order pending.
+MAX_DEADLINE_S = 60.0
 
 
 class Item(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    product_id: str = Field(min_length=1, max_length=64)
-    quantity: int = Field(gt=0, le=1000)
-    unit_price: float = Field(ge=0, le=100_000)
+    product_id: str = Field(min_length=1, max_length=64, pattern=NO_NUL)
+    quantity: Annotated[int, NotBool] = Field(gt=0, le=1000)
+    unit_price: Annotated[float, NotBool] = Field(ge=0, le=100_000)
 
 
 class OrderRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    customer_id: str = Field(min_length=1, max_length=64)
+    customer_id: str = Field(min_length=1, max_length=64, pattern=NO_NUL)
     items: list[Item] = Field(min_length=1, max_length=50)
 
 
-def order_view(row: dict[str, Any]) -> dict[str, Any]:
-    view = dict(row)
-    view["items"] = json.loads(view["items"])
-    return view
+def _answer(row: dict[str, Any], replayed: bool = False) -> JSONResponse:
+    headers = {"X-Correlation-ID": row["correlation_id"] or ""}
+    if replayed:
+        headers.update(REPLAYED_HEADERS)
+    return JSONResponse(view(row), http_status(row), headers=headers)
 
 
 def build(settings: ShopSettings | None = None):  # noqa: ANN201
     settings = settings or ShopSettings.from_env("orders")
+    try:
+        timing = recovery_timing()
+    except ValueError as exc:  # a bad SHOP_RECOVERY_* value: say which, exit 2, no traceback
+        print(f"shop.serve orders: bad configuration: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     engine = make_engine(settings)
+    store = OrderStore(engine)
     redis = redis_client(settings.redis_url)
     idem = IdempotencyStore(redis)
     client = httpx.AsyncClient(limits=httpx.Limits(max_connections=200,
                                                    max_keepalive_connections=50))
     downstreams = {name: Downstream(name, settings, client) for name in DOWNSTREAMS}
     publisher = OutboxPublisher(engine, outbox, downstreams["notifications"])
+    finisher = OrderFinisher(store, settings, client, timing)
+    # A marker older than this belongs to a request that can no longer be running.
+    stale_marker_s = settings.request_budget_s + finisher.grace_s
 
     @asynccontextmanager
     async def lifespan(_app):  # noqa: ANN001, ANN202
-        await run_in_threadpool(create_tables, engine, meta)
+        await run_in_threadpool(store.setup)
         publisher.start()
+        finisher.start()  # first sweep now: orders a crash left pending are finished
         yield
+        await finisher.stop()
         await publisher.stop()
         await client.aclose()
         await redis.aclose()
@@ -91,6 +118,7 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
             deps["database"] = "down"
             return "down", deps
         deps["breakers"] = {n: d.breaker.state.name.lower() for n, d in downstreams.items()}
+        deps["recovered_orders"] = finisher.recovered
         degraded = deps["redis"] != "ok" or any(
             d.breaker.state != BreakerState.CLOSED for d in downstreams.values()
         )
@@ -98,104 +126,154 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
 
     app = create_app(settings, health, lifespan)
 
-    def _create(order_id: str, body: OrderRequest, key: str | None, cid: str) -> dict:
+    async def _from_db(key: str, fingerprint: str, claimed: bool) -> JSONResponse | None:
+        """Answer from the order that holds `key`, or None when there is none."""
+        row = await run_in_threadpool(store.by_key, key)
+        if row is None:
+            return None
+        if claimed:  # our fresh marker must not shadow the order that holds the key
+            await idem.abandon(key)
+        if row["request_hash"] is not None and row["request_hash"] != fingerprint:
+            raise key_reused()
+        if row["status"] == PENDING:
+            raise in_progress()
+        metrics.idempotency_hits_total.inc()
+        await idem.remember(key, fingerprint, http_status(row), view(row))
+        return _answer(row, replayed=True)
+
+    async def _idempotent_answer(key: str, fingerprint: str) -> JSONResponse | None:
+        """A replay or a refusal for a key seen before; None when this request may proceed."""
+        claim = await idem.begin(key, fingerprint)
+        if isinstance(claim, Replay):
+            metrics.idempotency_hits_total.inc()
+            body, status = claim.body, claim.status
+            if "status" in body and "id" in body:
+                # A record stored by the previous version (201 for every order, no order_id)
+                # still answers by today's contract.
+                body = {**body, "order_id": body["id"]}
+                status = http_status(body)
+            return JSONResponse(body, status, headers=REPLAYED_HEADERS)
+        if claim is None:
+            # Redis had no record: a new key, or one Redis lost. No read here: inserting the
+            # order tells the two apart (the unique index raises DuplicateKey, handled below).
+            return None
+        assert isinstance(claim, InProgress)
+        if claim.age_s < settings.request_budget_s:
+            # Young marker: its request is most likely still running, and the DB would say
+            # "pending" anyway. Skipping the read keeps a duplicate storm off the database.
+            raise in_progress()
+        # Old marker: its request finished without updating Redis, or died.
+        answer = await _from_db(key, fingerprint, claimed=False)
+        if answer is not None:
+            return answer
+        if claim.age_s > stale_marker_s:  # it died before writing the order
+            await idem.take_over(key, fingerprint)
+            return None
+        raise in_progress()
+
+    def _new_row(body: OrderRequest, key: str | None, fingerprint: str | None, cid: str,
+                 deadline_at: float) -> dict[str, Any]:
         now = time.time()
         items = [i.model_dump() for i in body.items]
-        row = {"id": order_id, "customer_id": body.customer_id, "items": json.dumps(items),
-               "total": round(sum(i.quantity * i.unit_price for i in body.items), 2),
-               "status": "pending", "reason": None, "correlation_id": cid,
-               "idempotency_key": key, "created_at": now, "updated_at": now}
-        with engine.begin() as conn:  # the order and its event commit together or not at all
-            conn.execute(insert(orders).values(**row))
-            conn.execute(insert(outbox).values(**new_event(order_id, "order.created", {
-                "order_id": order_id, "customer_id": body.customer_id, "total": row["total"]})))
-        return row
+        return {"id": f"ord_{uuid.uuid4().hex[:20]}", "customer_id": body.customer_id,
+                "items": json.dumps(items),
+                "total": round(sum(i.quantity * i.unit_price for i in body.items), 2),
+                "status": PENDING, "reason": None, "correlation_id": cid,
+                "idempotency_key": key, "created_at": now, "updated_at": now,
+                "dedupe_key": key if fingerprint is not None else None,
+                "request_hash": fingerprint, "deadline_at": deadline_at,
+                "compensation": None}
 
-    def _finish(row: dict, status: str, reason: str | None) -> dict:
-        row = {**row, "status": status, "reason": reason, "updated_at": time.time()}
-        with engine.begin() as conn:
-            conn.execute(update(orders).where(orders.c.id == row["id"]).values(
-                status=status, reason=reason, updated_at=row["updated_at"]))
-            conn.execute(insert(outbox).values(**new_event(row["id"], f"order.{status}", {
-                "order_id": row["id"], "status": status, "reason": reason})))
-        return row
-
-    async def _process(body: OrderRequest, request: Request, key: str | None) -> dict:
+    async def _process(body: OrderRequest, request: Request, key: str | None,
+                       fingerprint: str | None) -> dict[str, Any]:
         deadline = deadline_of(request, settings)
+        deadline = Deadline(min(deadline.at, time.time() + MAX_DEADLINE_S))
         cid = request.headers.get("x-correlation-id") or f"corr_{uuid.uuid4().hex[:16]}"
-        order_id = f"ord_{uuid.uuid4().hex[:20]}"
         headers = {"X-Correlation-ID": cid}
-        row = await run_in_threadpool(_create, order_id, body, key, cid)
+        row = _new_row(body, key, fingerprint, cid, deadline.at)
+        order_id = row["id"]
+        await run_in_threadpool(store.create, row)
         status, reason = "completed", None
+        # What a failed order must undo: only what may have happened downstream. A call that
+        # never went out (breaker open, bulkhead full) or was refused outright in a single
+        # attempt (a 4xx) left nothing behind; skipping its compensation keeps an overload
+        # from doubling inventory's work with releases.
+        reserve_trace, charge_trace = CallTrace(), CallTrace()
+        reserve_refused = charge_refused = False
         try:
             reserve = await downstreams["inventory"].call(
                 "POST", "/inventory/reserve", deadline=deadline, headers=headers,
+                trace=reserve_trace,
                 json={"order_id": order_id, "items": [
                     {"product_id": i.product_id, "quantity": i.quantity} for i in body.items]})
             if reserve.status_code >= 400:
                 status, reason = "inventory_failed", f"inventory answered {reserve.status_code}"
+                reserve_refused = reserve_trace.sent == 1
         except (ResilienceError, DeadlineExceededError) as exc:
             status, reason = "inventory_failed", f"inventory: {type(exc).__name__}"
         if status == "completed":
             try:
                 charge = await downstreams["payments"].call(
                     "POST", "/payments/charge", deadline=deadline, headers=headers,
+                    trace=charge_trace,
                     json={"order_id": order_id, "amount": row["total"]})
                 if charge.status_code >= 400:
                     status, reason = "payment_failed", f"payments answered {charge.status_code}"
+                    charge_refused = charge_trace.sent == 1
             except (ResilienceError, DeadlineExceededError) as exc:
                 status, reason = "payment_failed", f"payments: {type(exc).__name__}"
-        row = await run_in_threadpool(_finish, row, status, reason)
-        metrics.orders_total.labels(status).inc()
-        return order_view(row)
+        return await finisher.conclude(
+            order_id, status, reason, row=row,
+            release=reserve_trace.sent > 0 and not reserve_refused,
+            void=charge_trace.sent > 0 and not charge_refused)
 
-    @app.post("/orders", status_code=201)
+    @app.post("/orders", status_code=201, responses={
+        202: {"description": "Order recorded, but it failed and was compensated (status and "
+                             "reason say why)"},
+        409: {"description": "A request with this Idempotency-Key is still in progress"},
+        503: {"description": "The idempotency store (Redis) is unavailable; retry"}})
     async def create_order(body: OrderRequest, request: Request) -> JSONResponse:
         key = request.headers.get("idempotency-key")
         if key is not None and not (1 <= len(key) <= 255):
             raise ApiError(422, "invalid_request", "Idempotency-Key must be 1-255 characters")
         use_idem = settings.idempotency and key is not None
-        fingerprint = body_hash(body.model_dump()) if use_idem else ""
+        fingerprint = body_hash(body.model_dump()) if use_idem else None
         if use_idem:
-            replay = await idem.begin(key, fingerprint)
-            if replay is not None:
-                return JSONResponse(replay.body, replay.status,
-                                    headers={"Idempotent-Replayed": "true"})
+            answer = await _idempotent_answer(key, fingerprint)
+            if answer is not None:
+                return answer
         try:
-            view = await _process(body, request, key)
+            row = await _process(body, request, key, fingerprint)
+        except DuplicateKey:
+            # The key is in the database but was not in Redis (Redis restarted, evicted it,
+            # or a concurrent duplicate got past it): the unique index stopped this request
+            # before any work; answer like the DB says.
+            answer = await _from_db(key, fingerprint, claimed=True)
+            if answer is None:
+                raise in_progress() from None
+            return answer
         except BaseException:
             if use_idem:
                 await idem.abandon(key)
             raise
         if use_idem:
             try:
-                await idem.complete(key, fingerprint, 201, view)
-            except Exception:  # noqa: BLE001 - the order exists; the key expires by itself
+                await idem.complete(key, fingerprint, http_status(row), view(row))
+            except Exception:  # noqa: BLE001 - the database answers replays as well
                 pass
-        return JSONResponse(view, 201, headers={"X-Correlation-ID": view["correlation_id"] or ""})
+        return _answer(row)
 
     @app.get("/orders/{order_id}")
-    async def get_order(order_id: str) -> dict:
-        def _get() -> dict | None:
-            with engine.connect() as conn:
-                row = conn.execute(select(orders).where(orders.c.id == order_id)).mappings().first()
-                return order_view(dict(row)) if row else None
-        view = await run_in_threadpool(_get)
-        if view is None:
+    async def get_order(order_id: IdPath) -> dict:
+        row = await run_in_threadpool(store.get, order_id)
+        if row is None:
             raise ApiError(404, "not_found", f"no order {order_id!r}")
-        return view
+        return view(row)
 
     @app.get("/orders")
-    async def list_orders(limit: int = 50, status: str | None = None) -> dict:
+    async def list_orders(limit: int = 50, status: TextQuery = None) -> dict:
         limit = max(1, min(limit, 1000))
-
-        def _list() -> list[dict]:
-            with engine.connect() as conn:
-                query = select(orders).order_by(orders.c.created_at.desc()).limit(limit)
-                if status:
-                    query = query.where(orders.c.status == status)
-                return [order_view(dict(r)) for r in conn.execute(query).mappings()]
-        items = await run_in_threadpool(_list)
+        items = [view(r) for r in await run_in_threadpool(store.listing, limit, status)]
         return {"orders": items, "count": len(items)}
 
     @app.get("/status/breakers")

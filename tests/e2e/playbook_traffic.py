@@ -93,7 +93,9 @@ class Traffic:
                 except httpx.HTTPError:
                     self.codes["error"] += 1
                     return
-                status = response.json().get("status") if response.status_code == 201 else None
+                # 201 completed, 202 recorded but failed: count by the order's own status.
+                status = (response.json().get("status") if response.status_code in (201, 202)
+                          else None)
                 self.codes[str(status or response.status_code)] += 1
                 if response.status_code != 409:
                     return

@@ -284,6 +284,24 @@ class ShopStack:
         self.procs[name] = Proc(old.name, old.cmd, old.env, old.log_path).start()
         self.wait_healthy(name)
 
+    def restart_redis(self) -> None:
+        """Stop redis-server and start a new one on the same port. It runs with `--save ""`
+        and no AOF, like the stack's, so it comes back EMPTY: every key is forgotten."""
+        self.procs["redis"].stop()
+        self._start_redis()
+
+        def reconnected() -> bool:
+            # A pooled connection to the old server fails once, then the pool reconnects;
+            # clearing chaos is harmless (the new Redis has none) and touches Redis.
+            with httpx.Client(timeout=5) as client:
+                for service in ("payments", "inventory"):
+                    if client.delete(f"{self.url(service)}/chaos/config").status_code != 200:
+                        return False
+                health = client.get(f"{self.url('orders')}/health").json()
+                return bool(health["dependencies"]["redis"] == "ok")
+
+        wait_for(reconnected, timeout=60, interval=0.2, what="services to reach the new Redis")
+
     def stop(self) -> None:
         """Stop every process this stack started, services first, redis last."""
         errors: list[str] = []

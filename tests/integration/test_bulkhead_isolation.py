@@ -53,7 +53,9 @@ def test_inventory_lock_contention_does_not_slow_payments(stack: ShopStack) -> N
                 assert charge.status_code == 201, charge.text
         results = [f.result() for f in orders]
 
-    assert all(r.status_code == 201 for r in results), [r.text for r in results]
+    # 201 for a completed order, 202 for one recorded but failed (the client contract).
+    assert all(r.status_code == (201 if r.json()["status"] == "completed" else 202)
+               for r in results), [(r.status_code, r.text) for r in results]
     statuses = [r.json()["status"] for r in results]
     assert "completed" in statuses, statuses  # at least the first holder got through
     assert set(statuses) <= {"completed", "inventory_failed"}, statuses

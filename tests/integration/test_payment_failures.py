@@ -37,8 +37,8 @@ def test_payments_down_orders_end_payment_failed_and_breaker_opens(stack: ShopSt
     n = 40
     responses = _post_orders(stack.url("gateway"), new_customer("paydown"), n, workers=4)
 
-    # Accepted (201), never charged, and clearly labelled.
-    assert [r.status_code for r in responses] == [201] * n, {r.text for r in responses}
+    # Recorded but failed (202), never charged, and clearly labelled.
+    assert [r.status_code for r in responses] == [202] * n, {r.text for r in responses}
     assert {r.json()["status"] for r in responses} == {"payment_failed"}
     assert httpx.get(f"{stack.url('payments')}/payments", timeout=10).json()["count"] == \
         charges_before
@@ -87,7 +87,7 @@ def test_retry_budget_caps_payments_calls_with_breaker_off(stack: ShopStack) -> 
         n = 100
         responses = _post_orders(f"http://127.0.0.1:{port}", new_customer("budget"), n,
                                  workers=8)
-        assert {r.status_code for r in responses} == {201}
+        assert {r.status_code for r in responses} == {202}
         assert {r.json()["status"] for r in responses} == {"payment_failed"}
         text = stack.metrics_text("orders", port=port)
         calls = metric_value(text, "downstream_requests_total", to_service="payments")
