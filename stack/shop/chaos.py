@@ -9,10 +9,11 @@ import random
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Body, Query, Request
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from shop import metrics
+from shop.openapi_errors import error_responses
 from shop.settings import ShopSettings
 from shop.web import ApiError, require_admin
 
@@ -111,18 +112,20 @@ def _not_bool(value: Any) -> Any:
 NoBool = BeforeValidator(_not_bool)
 
 
-def _body_model(service: str) -> type[BaseModel]:
+def _config_model(service: str, suffix: str = "") -> type[BaseModel]:
+    """The faults a service takes, with their bounds; one model for the JSON body and (with
+    a `suffix`, so OpenAPI has two names) one for the study's query-string form."""
     fields: dict[str, Any] = {}
     for fault, (kind, upper) in FAULTS[service].items():
         if kind == "rate":
-            fields[fault] = (Annotated[float | None, NoBool], Field(default=None, ge=0.0,
-                                                                     le=upper))
+            fields[fault] = (Annotated[float | None, NoBool],
+                             Field(default=None, ge=0.0, le=upper, allow_inf_nan=False))
         else:
             fields[fault] = (Annotated[int | None, NoBool], Field(default=None, ge=0,
                                                                    le=int(upper)))
     fields["ttl_s"] = (Annotated[int | None, NoBool], Field(default=None, ge=1, le=86400))
     return create_model(
-        f"{service.title()}ChaosConfig",
+        f"{service.title()}ChaosConfig{suffix}",
         __config__=ConfigDict(extra="forbid", strict=False),
         **fields,
     )
@@ -130,30 +133,58 @@ def _body_model(service: str) -> type[BaseModel]:
 
 def chaos_router(store: ChaosStore, settings: ShopSettings) -> APIRouter:
     router = APIRouter()
-    Body = _body_model(store.service)  # noqa: N806 - a class
+    Config = _config_model(store.service)  # noqa: N806 - a class
+    ConfigQuery = _config_model(store.service, "Query")  # noqa: N806 - a class
 
-    @router.get("/chaos/config")
+    @router.get("/chaos/config", responses=error_responses(503))
     async def get_config() -> dict:
-        return await store.describe()
+        try:
+            return await store.describe()
+        except Exception as exc:  # noqa: BLE001 - Redis down: say so, not "internal error"
+            raise ApiError(503, "redis_unavailable",
+                           "cannot read chaos keys: Redis is unreachable") from exc
 
-    async def _set(request: Request, body: Body) -> dict:  # type: ignore[valid-type]
+    async def set_config(
+        request: Request,
+        body: Annotated[Config | None, Body()] = None,  # type: ignore[valid-type]
+        query: Annotated[ConfigQuery, Query()] = None,  # type: ignore[valid-type, assignment]
+    ) -> dict:
+        """Set faults from a JSON body, or from query parameters with no body (the study's
+        client: `POST /chaos/config?error_rate=0.2`). Admin token and loopback Host."""
         require_admin(request, settings)
-        data = body.model_dump(exclude_none=True)  # type: ignore[attr-defined]
+        from_query = query.model_dump(exclude_none=True) if query is not None else {}
+        if body is not None and from_query:
+            raise ApiError(422, "invalid_request",
+                           "send the faults either as query parameters or as a JSON body, "
+                           "not both")
+        data = body.model_dump(exclude_none=True) if body is not None else from_query
         ttl = data.pop("ttl_s", None) or settings.chaos_ttl_s
         if not data:
             raise ApiError(422, "invalid_request",
                            f"name at least one fault: {', '.join(store.faults)}")
-        await store.set(data, ttl)
-        return await store.describe()
+        try:
+            await store.set(data, ttl)
+            return await store.describe()
+        except Exception as exc:  # noqa: BLE001
+            raise ApiError(503, "redis_unavailable",
+                           "cannot write chaos keys: Redis is unreachable; nothing was set"
+                           ) from exc
 
-    router.add_api_route("/chaos/config", _set, methods=["POST", "PUT"])
+    router.add_api_route("/chaos/config", set_config, methods=["POST", "PUT"],
+                         responses=error_responses(401, 403, 503))
 
-    @router.delete("/chaos/config")
-    async def clear(fault: str | None = None) -> dict:
-        # No token: making things safer must work for the runbook's reset loop.
+    @router.delete("/chaos/config", responses=error_responses(401, 403, 503))
+    async def clear(request: Request, fault: str | None = None) -> dict:
+        # No token needed (the runbook's reset loop sends none), but a loopback Host is: a
+        # DNS-rebinding page must not be able to end a game day's faults.
+        require_admin(request, settings, token_optional=True)
         if fault is not None and fault not in store.faults:
             raise ApiError(422, "invalid_request",
                            f"unknown fault {fault!r}; valid: {', '.join(store.faults)}")
-        return {"service": store.service, "cleared": await store.clear(fault)}
+        try:
+            return {"service": store.service, "cleared": await store.clear(fault)}
+        except Exception as exc:  # noqa: BLE001
+            raise ApiError(503, "redis_unavailable",
+                           "cannot delete chaos keys: Redis is unreachable") from exc
 
     return router

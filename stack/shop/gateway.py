@@ -1,18 +1,25 @@
 """Gateway: sheds load before any work, forwards orders with a deadline, a correlation id and
-an idempotency key (so its own retries are safe), and shows every breaker in one place."""
+an idempotency key (so its own retries are safe), and shows every breaker in one place.
+
+Every value a client sends is re-encoded before it goes downstream (one path segment per
+path value, a urlencoded query), so no value can change which resource orders looks up or
+smuggle in another parameter.
+"""
 
 from __future__ import annotations
 
 import uuid
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
+from urllib.parse import quote, urlencode
 
 import httpx
-from fastapi import Request
+from fastapi import Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from shop import metrics
 from shop.downstream import Downstream
+from shop.openapi_errors import error_responses
 from shop.orders import OrderRequest
 from shop.resilience import (
     BreakerOpenError,
@@ -25,7 +32,33 @@ from shop.resilience import (
     ResilienceError,
 )
 from shop.settings import ShopSettings
-from shop.web import ApiError, create_app, deadline_of, require_admin
+from shop.web import NO_NUL, ApiError, create_app, deadline_of, require_admin
+
+# Header values that are forwarded: visible ASCII only, because httpx (rightly) refuses to
+# encode anything else into a request header, and orders stores them in bounded columns.
+VISIBLE_ASCII = r"^[!-~]+$"
+IdempotencyKey = Annotated[str | None, Header(
+    alias="Idempotency-Key", min_length=1, max_length=255, pattern=VISIBLE_ASCII,
+    description="Makes the POST safe to retry: the same key never yields a second order")]
+CorrelationId = Annotated[str | None, Header(
+    alias="X-Correlation-ID", min_length=1, max_length=128, pattern=VISIBLE_ASCII,
+    description="Traces the request through every service; minted when absent")]
+# Refused here rather than forwarded: orders on PostgreSQL would fail on a NUL (a 500 that
+# also counts against the gateway's breaker, so a client could open it at will).
+PathValue = Annotated[str, Path(pattern=NO_NUL)]
+# What orders says that the client should hear too.
+PASSTHROUGH_HEADERS = ("retry-after", "x-correlation-id")
+# Orders marks a replayed POST with one of these (the older name first); the gateway answers
+# with both, so the study's client (X-Idempotency-Replayed) and older ones work.
+REPLAY_HEADERS = ("idempotent-replayed", "x-idempotency-replayed")
+FORWARD_ERRORS = error_responses(429, 502, 503, 504)
+
+
+def path_segment(value: str) -> str:
+    """`value` as exactly one path segment: `a?b` stays an order id (not a query), `a/b`
+    cannot reach another route, and `.`/`..` are not resolved away as dot-segments."""
+    quoted = quote(value, safe="")
+    return quoted.replace(".", "%2E") if set(value) == {"."} else quoted
 
 
 def _error_for(exc: Exception) -> ApiError:
@@ -46,13 +79,20 @@ def _error_for(exc: Exception) -> ApiError:
     return ApiError(502, "orders_unavailable", str(exc))
 
 
-def _passthrough(response: httpx.Response) -> JSONResponse:
-    headers = {k: v for k, v in response.headers.items()
-               if k.lower() in ("idempotent-replayed", "retry-after", "x-correlation-id")}
+def _passthrough(response: httpx.Response, *, replay_visible: bool = False) -> JSONResponse:
+    """Orders' answer as the gateway's. `replay_visible` is False when the gateway minted the
+    Idempotency-Key itself: a replay of its own retry is not news to a client that sent once.
+    """
+    headers = {k: v for k, v in response.headers.items() if k.lower() in PASSTHROUGH_HEADERS}
+    if replay_visible and any(response.headers.get(h, "").lower() == "true"
+                              for h in REPLAY_HEADERS):
+        headers.update({"Idempotent-Replayed": "true", "X-Idempotency-Replayed": "true"})
     try:
         body = response.json()
     except ValueError:
-        body = {"error": "bad_gateway", "detail": "orders returned a non-JSON answer"}
+        return JSONResponse({"error": "bad_gateway",
+                             "detail": f"orders answered HTTP {response.status_code} without "
+                                       f"a JSON body"}, 502)
     return JSONResponse(body, response.status_code, headers=headers)
 
 
@@ -72,40 +112,55 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
         return ("degraded" if state != BreakerState.CLOSED else "ok"), {
             "orders_breaker": state.name.lower()}
 
-    app = create_app(settings, health, lifespan)
+    app = create_app(settings, health, lifespan,
+                     every_route_errors=(429,) if settings.load_shedding else ())
     if settings.load_shedding:
         # Outermost, so a shed request costs nothing but a counter and a 429.
         app.add_middleware(LoadShedMiddleware, max_inflight=settings.max_inflight,
                            on_shed=metrics.load_shed_total.inc)
 
-    async def forward(method: str, path: str, request: Request, *, json: Any = None,
-                      retry: bool = True, extra: dict[str, str] | None = None) -> JSONResponse:
-        headers = {"X-Correlation-ID": request.headers.get("x-correlation-id")
-                   or f"corr_{uuid.uuid4().hex[:16]}", **(extra or {})}
+    async def forward(method: str, path: str, request: Request, correlation_id: str | None, *,
+                      json: Any = None, extra: dict[str, str] | None = None,
+                      replay_visible: bool = False) -> JSONResponse:
+        """`path` must already be encoded (path_segment / urlencode)."""
+        headers = {"X-Correlation-ID": correlation_id or f"corr_{uuid.uuid4().hex[:16]}",
+                   **(extra or {})}
         try:
             response = await orders.call(method, path, deadline=deadline_of(request, settings),
-                                         json=json, headers=headers, retry=retry)
+                                         json=json, headers=headers)
         except ResilienceError as exc:
             raise _error_for(exc) from exc
-        return _passthrough(response)
+        return _passthrough(response, replay_visible=replay_visible)
 
-    @app.post("/orders", status_code=201)
-    async def create_order(body: OrderRequest, request: Request) -> JSONResponse:
-        key = request.headers.get("idempotency-key")
-        if key is not None and not (1 <= len(key) <= 255):
-            raise ApiError(422, "invalid_request", "Idempotency-Key must be 1-255 characters")
+    @app.post("/orders", status_code=201, responses={
+        202: {"description": "Order recorded, but it failed (status and reason say why)"},
+        **error_responses(409), **FORWARD_ERRORS})
+    async def create_order(body: OrderRequest, request: Request,
+                           idempotency_key: IdempotencyKey = None,
+                           correlation_id: CorrelationId = None) -> JSONResponse:
+        payload = body.model_dump()
         # A client without a key still gets safe gateway retries: we mint one for this request.
-        extra = {"Idempotency-Key": key or f"gw_{uuid.uuid4().hex}"}
-        return await forward("POST", "/orders", request, json=body.model_dump(), extra=extra)
+        extra = {"Idempotency-Key": idempotency_key or f"gw_{uuid.uuid4().hex}"}
+        return await forward("POST", "/orders", request, correlation_id,
+                             json=payload, extra=extra,
+                             replay_visible=idempotency_key is not None)
 
-    @app.get("/orders/{order_id}")
-    async def get_order(order_id: str, request: Request) -> JSONResponse:
-        return await forward("GET", f"/orders/{order_id}", request)
+    @app.get("/orders/{order_id}", responses=FORWARD_ERRORS)
+    async def get_order(order_id: PathValue, request: Request,
+                        correlation_id: CorrelationId = None) -> JSONResponse:
+        return await forward("GET", f"/orders/{path_segment(order_id)}", request,
+                             correlation_id)
 
-    @app.get("/orders")
-    async def list_orders(request: Request, limit: int = 50, status: str | None = None) -> Any:
-        query = f"?limit={max(1, min(limit, 1000))}" + (f"&status={status}" if status else "")
-        return await forward("GET", "/orders" + query, request)
+    @app.get("/orders", responses=FORWARD_ERRORS)
+    async def list_orders(request: Request, limit: int = 50,
+                          status: Annotated[str | None, Query(pattern=NO_NUL)] = None,
+                          correlation_id: CorrelationId = None) -> JSONResponse:
+        # The same types and clamping as orders' own GET /orders: bad values are 422 here.
+        query: dict[str, Any] = {"limit": max(1, min(limit, 1000))}
+        if status:
+            query["status"] = status
+        return await forward("GET", "/orders?" + urlencode(query, quote_via=quote), request,
+                             correlation_id)
 
     @app.get("/status/breakers")
     async def breakers() -> dict:
@@ -114,15 +169,15 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
             response = await client.get(settings.urls["orders"] + "/status/breakers", timeout=1.0)
             result.update(response.json()["breakers"])
             error = None
-        except (httpx.HTTPError, ValueError, KeyError) as exc:
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
             error = f"orders unreachable: {type(exc).__name__}"
         body: dict[str, Any] = {"breakers": result}
         if error:
             body["error"] = error
         return body
 
-    @app.post("/status/breakers/{downstream}/reset")
-    async def reset_breaker(downstream: str, request: Request) -> JSONResponse:
+    @app.post("/status/breakers/{downstream}/reset", responses=error_responses(401, 403, 502))
+    async def reset_breaker(downstream: PathValue, request: Request) -> JSONResponse:
         require_admin(request, settings)
         if downstream == "orders":
             orders.breaker.reset()
@@ -131,7 +186,7 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
         token = settings.admin_token or ""
         try:
             response = await client.post(
-                f"{settings.urls['orders']}/status/breakers/{downstream}/reset",
+                f"{settings.urls['orders']}/status/breakers/{path_segment(downstream)}/reset",
                 headers={"Authorization": f"Bearer {token}", "Host": "127.0.0.1"},
                 timeout=Deadline.after(2.0).remaining())
         except httpx.HTTPError as exc:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Query
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import Column, Float, MetaData, String, Table, Text, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
@@ -16,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from shop import metrics
 from shop.db import create_tables, make_engine
 from shop.settings import ShopSettings
-from shop.web import create_app
+from shop.web import NO_NUL, create_app
 
 meta = MetaData()
 events = Table(
@@ -29,12 +31,31 @@ events = Table(
 )
 
 
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    return True
+
+
 class Event(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    id: str = Field(min_length=1, max_length=64)
-    type: str = Field(min_length=1, max_length=64)
-    aggregate_id: str | None = Field(default=None, max_length=64)
+    id: str = Field(min_length=1, max_length=64, pattern=NO_NUL)
+    type: str = Field(min_length=1, max_length=64, pattern=NO_NUL)
+    aggregate_id: str | None = Field(default=None, max_length=64, pattern=NO_NUL)
     payload: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("payload")
+    @classmethod
+    def _json_numbers_only(cls, payload: dict[str, Any]) -> dict[str, Any]:
+        # Python's json reads NaN/Infinity, but they cannot be sent back as JSON later.
+        if not _finite(payload):
+            raise ValueError("numbers must be finite (no NaN or Infinity)")
+        return payload
 
 
 def build(settings: ShopSettings | None = None):  # noqa: ANN201
@@ -71,7 +92,10 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
         return JSONResponse({"accepted": True, "id": event.id, "duplicate": not fresh}, 202)
 
     @app.get("/events")
-    async def list_events(limit: int = 100, aggregate_id: str | None = None) -> dict:
+    async def list_events(
+        limit: int = 100,
+        aggregate_id: Annotated[str | None, Query(max_length=64, pattern=NO_NUL)] = None,
+    ) -> dict:
         limit = max(1, min(limit, 10_000))
 
         def _list() -> dict:

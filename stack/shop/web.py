@@ -3,24 +3,43 @@ deadline propagation, admin auth, and JSON errors without tracebacks."""
 
 from __future__ import annotations
 
-import inspect
 import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import BeforeValidator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shop import metrics
+from shop.openapi_errors import document_errors
 from shop.resilience import DEADLINE_HEADER, Deadline
 from shop.settings import ShopSettings
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 HealthCheck = Callable[[], Awaitable[tuple[str, dict[str, Any]]]]
+WRITE_METHODS = {"POST", "PUT", "PATCH"}
+# PostgreSQL text cannot hold NUL: a value with one must be a 422, not a failed query (500).
+NO_NUL = r"^[^\x00]*$"
+
+
+def _refuse_bool(value: Any) -> Any:
+    # Lax parsing reads `true` as 1: an order line, a charge or a reservation nobody asked
+    # for. (A decimal string stays accepted: the study's client sends prices as "57.23".)
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true/false")
+    return value
+
+
+# Shared field types of the services' request models. NUL is refused because PostgreSQL
+# cannot store it (a 500 otherwise); booleans are refused where a number is meant.
+NotBool = BeforeValidator(_refuse_bool)
+IdPath = Annotated[str, Path(pattern=NO_NUL, max_length=255)]
+TextQuery = Annotated[str | None, Query(pattern=NO_NUL, max_length=64)]
 
 
 class ApiError(Exception):
@@ -84,6 +103,47 @@ def _replay(messages: list[dict], receive):  # noqa: ANN001, ANN202
         return await receive()
 
     return replayed
+
+
+class JsonWritesMiddleware:
+    """A write that carries a body must say it is JSON, or it gets 415 before any work.
+
+    Browsers send text/plain and form bodies cross-site without a CORS preflight; refusing
+    them (FastAPI would otherwise parse any body as JSON) means a page on another origin
+    cannot place orders or change chaos. A write without a body (a breaker reset, the study's
+    `POST /chaos/config?error_rate=0.2`) needs no Content-Type.
+    """
+
+    def __init__(self, app) -> None:  # noqa: ANN001
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
+        if scope["type"] == "http" and scope.get("method") in WRITE_METHODS:
+            headers = dict(scope.get("headers", []))
+            has_body = (headers.get(b"content-length", b"0").strip() not in (b"0", b"")
+                        or b"transfer-encoding" in headers)
+            content_type = headers.get(b"content-type", b"").decode("latin-1")
+            if has_body and not is_json_content_type(content_type):
+                got = f"got {content_type!r}" if content_type else "no Content-Type was sent"
+                await _send_json(send, 415, {
+                    "error": "unsupported_media_type",
+                    "detail": f"send the body as JSON with 'Content-Type: application/json' "
+                              f"({got})"})
+                return
+        await self.app(scope, receive, send)
+
+
+def is_json_content_type(value: str) -> bool:
+    """application/json, optionally with charset=utf-8 (the only charset JSON allows)."""
+    media, *params = value.split(";")
+    if media.strip().lower() != "application/json":
+        return False
+    for param in params:
+        name, _, arg = param.partition("=")
+        if name.strip().lower() == "charset" and arg.strip().strip('"').lower() not in (
+                "utf-8", "utf8"):
+            return False
+    return True
 
 
 class DeadlineMiddleware:
@@ -152,18 +212,41 @@ def deadline_of(request: Request, settings: ShopSettings) -> Deadline:
     return Deadline.from_header(request.headers.get(DEADLINE_HEADER), settings.request_budget_s)
 
 
-def require_admin(request: Request, settings: ShopSettings) -> None:
-    """Admin endpoints: loopback Host only, and the admin token."""
+def require_loopback_host(request: Request) -> None:
+    """403 unless the Host header names this machine: a DNS-rebinding page sends its own
+    host name, so it cannot reach admin endpoints through the victim's browser."""
     raw = request.headers.get("host") or ""
     host = raw[1:].split("]")[0] if raw.startswith("[") else raw.split(":")[0]
-    if host not in LOOPBACK_HOSTS:
-        raise ApiError(403, "forbidden", "admin endpoints answer only on a loopback Host")
+    if host.lower() not in LOOPBACK_HOSTS:
+        raise ApiError(403, "forbidden",
+                       "admin endpoints answer only on a loopback Host (127.0.0.1, localhost "
+                       "or [::1]); call them from this machine")
+
+
+def _supplied_token(request: Request) -> str:
     supplied = request.headers.get("x-admin-token") or ""
     auth = request.headers.get("authorization") or ""
     if auth.lower().startswith("bearer "):
         supplied = auth[7:].strip()
+    return supplied
+
+
+def require_admin(request: Request, settings: ShopSettings, *,
+                  token_optional: bool = False) -> None:
+    """Admin endpoints: loopback Host only, and the admin token.
+
+    `token_optional` is for writes that only make things safer (clearing chaos): a loopback
+    Host suffices, as the runbook's `curl -X DELETE` loop sends no token; a token that is
+    sent must still be the right one.
+    """
+    require_loopback_host(request)
+    supplied = _supplied_token(request)
+    if token_optional and not supplied:
+        return
     expected = settings.admin_token
-    if not expected or not supplied or not secrets.compare_digest(supplied, expected):
+    # Compared as bytes: compare_digest refuses non-ASCII str (a header can carry latin-1).
+    if (not expected or not supplied
+            or not secrets.compare_digest(supplied.encode(), expected.encode())):
         raise ApiError(
             401, "unauthorized",
             "admin token required: send 'Authorization: Bearer <token>' "
@@ -171,13 +254,18 @@ def require_admin(request: Request, settings: ShopSettings) -> None:
         )
 
 
-def create_app(settings: ShopSettings, health: HealthCheck, lifespan=None) -> FastAPI:  # noqa: ANN001
-    extra: dict[str, Any] = {}
-    if "strict_content_type" in inspect.signature(FastAPI.__init__).parameters:
-        # Accept JSON sent by `curl -d` without a Content-Type, as the runbook's users do.
-        extra["strict_content_type"] = False
+def create_app(settings: ShopSettings, health: HealthCheck, lifespan=None,  # noqa: ANN001
+               every_route_errors: tuple[int, ...] = ()) -> FastAPI:
+    """The service's app with the shared endpoints and middleware.
+
+    `every_route_errors` are statuses a service-wide middleware may answer on any route but
+    /health and /metrics (the gateway's 429 from load shedding); they go into the OpenAPI.
+    """
+    metrics.init_labels(settings.service)  # every series a rule reads exists at 0 from start-up
+    # FastAPI's own strict Content-Type check stays on; JsonWritesMiddleware answers 415 first.
     app = FastAPI(title=f"shop {settings.service}", lifespan=lifespan, docs_url=None,
-                  redoc_url=None, **extra)
+                  redoc_url=None)
+    _install_openapi(app, every_route_errors)
 
     @app.exception_handler(ApiError)
     async def _api_error(_req: Request, exc: ApiError) -> JSONResponse:
@@ -202,7 +290,7 @@ def create_app(settings: ShopSettings, health: HealthCheck, lifespan=None) -> Fa
         # Never leak a traceback or a secret: the log has the details.
         return JSONResponse({"error": "internal", "detail": "internal error; see the log"}, 500)
 
-    @app.get("/health")
+    @app.get("/health", responses={503: {"description": "The service is down"}})
     async def _health() -> JSONResponse:
         try:
             status, deps = await health()
@@ -212,15 +300,30 @@ def create_app(settings: ShopSettings, health: HealthCheck, lifespan=None) -> Fa
                 "replica": settings.replica, "dependencies": deps}
         return JSONResponse(body, 200 if status != "down" else 503)
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse)
     async def _metrics() -> Response:
         payload, content_type = metrics.render()
         return Response(payload, media_type=content_type)
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(JsonWritesMiddleware)
     app.add_middleware(DeadlineMiddleware)
     app.add_middleware(RequestMetricsMiddleware, service=settings.service)
     return app
+
+
+def _install_openapi(app: FastAPI, every_route_errors: tuple[int, ...]) -> None:
+    """Generate the schema once, then add the error responses every route can give."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            app.openapi_schema = document_errors(schema, every_route_errors)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def redis_client(url: str):  # noqa: ANN201

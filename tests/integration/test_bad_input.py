@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.integration.shopclient import counts, order_body
 from tests.integration.shopstack import ShopStack, metric_value
-from tests.support import wait_for
+from tests.support import free_port, wait_for
 
 PRODUCT = "SKU-055"
 GOOD = order_body("bad-input", PRODUCT, 2, 3.5)
@@ -155,3 +158,88 @@ def test_past_deadline_is_504_without_work(unchanged: ShopStack, service: str) -
     # Orders' POST /orders handler never ran (the 504 is answered before routing).
     assert metric_value(unchanged.metrics_text("orders"), "http_requests_total",
                         **route) == orders_posts
+
+
+# -- writes must be JSON (no cross-site form or text/plain posts) ---------------------------
+NOT_JSON = {
+    "text/plain": {"Content-Type": "text/plain"},
+    "form": {"Content-Type": "application/x-www-form-urlencoded"},
+    "multipart": {"Content-Type": "multipart/form-data; boundary=x"},
+    "no content type": {},
+    "json in another charset": {"Content-Type": "application/json; charset=latin-1"},
+    "json suffix type": {"Content-Type": "application/problem+json"},
+}
+
+
+@pytest.mark.parametrize("case", sorted(NOT_JSON))
+def test_cross_site_order_without_json_content_type_is_415(unchanged: ShopStack,
+                                                           case: str) -> None:
+    """A page on another origin can send these without a CORS preflight; none may order."""
+    headers = {**NOT_JSON[case], "Origin": "http://evil.example"}
+    for service in ("gateway", "orders"):
+        # httpx adds no Content-Type for raw content: only the one chosen here is sent.
+        response = httpx.post(f"{unchanged.url(service)}/orders", headers=headers, timeout=10,
+                              content=json.dumps(GOOD).encode())
+        assert response.status_code == 415, (service, response.text)
+        body = response.json()
+        assert body["error"] == "unsupported_media_type"
+        assert "application/json" in body["detail"]
+
+
+@pytest.mark.parametrize("service,path", [
+    ("payments", "/payments/charge"),
+    ("inventory", "/inventory/reserve"),
+    ("notifications", "/events"),
+    ("payments", "/chaos/config"),
+    ("inventory", "/chaos/config"),
+])
+def test_every_service_refuses_non_json_writes(unchanged: ShopStack, service: str,
+                                               path: str) -> None:
+    response = httpx.post(f"{unchanged.url(service)}{path}", timeout=10,
+                          headers={**unchanged.admin_headers(), "Content-Type": "text/plain"},
+                          content=b'{"order_id": "ord_text", "amount": 1}')
+    assert response.status_code == 415, response.text
+    assert response.json()["error"] == "unsupported_media_type"
+
+
+def test_json_with_utf8_charset_is_accepted(stack: ShopStack) -> None:
+    raw = json.dumps(order_body("charset-ok", PRODUCT)).encode()
+    response = httpx.post(f"{stack.url('gateway')}/orders", content=raw, timeout=30,
+                          headers={"Content-Type": "Application/JSON; charset=UTF-8"})
+    assert response.status_code == 201, response.text
+
+
+def test_openapi_documents_every_error_with_the_error_body(stack: ShopStack) -> None:
+    """What the 4xx tests above get is what each service's OpenAPI promises."""
+    for service in ("gateway", "orders", "payments", "inventory", "notifications"):
+        spec = httpx.get(f"{stack.url(service)}/openapi.json", timeout=10).json()
+        assert "ErrorBody" in spec["components"]["schemas"], service
+        writes = 0
+        for path, item in spec["paths"].items():
+            for method, operation in item.items():
+                responses = operation["responses"]
+                for status in ("413", "504"):
+                    assert status in responses, (service, method, path)
+                if method in ("post", "put") and "requestBody" in operation:
+                    writes += 1
+                    for status in ("400", "415", "422"):
+                        assert status in responses, (service, method, path, status)
+                for status, response in responses.items():
+                    if int(status) >= 400:
+                        schema = response["content"]["application/json"]["schema"]
+                        assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (
+                            service, method, path, status)
+        assert writes >= 1, service
+
+
+@pytest.mark.parametrize("name,value", [("SHOP_RECOVERY_GRACE_S", "soon"),
+                                        ("SHOP_RECOVERY_INTERVAL_S", "0")])
+def test_bad_recovery_setting_stops_orders_with_a_clear_message(
+        shop: ShopStack, tmp_path: Path, name: str, value: str) -> None:
+    env = shop.service_env("orders", {name: value, "SHOP_DATA_DIR": str(tmp_path / "data")})
+    result = subprocess.run([sys.executable, "-m", "shop.serve", "orders", "--port",
+                             str(free_port())], env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert name in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert not (tmp_path / "data").exists()  # refused before touching any state

@@ -158,3 +158,85 @@ def test_malformed_chaos_json_is_422(stack: ShopStack, rdb: redis.Redis) -> None
                           content=b'{"error_rate": 0.', timeout=10)
     assert response.status_code == 422
     assert _snapshot(rdb) == dict.fromkeys(CHAOS_KEYS)
+
+
+def test_study_query_form_sets_faults_like_the_json_body(stack: ShopStack,
+                                                         rdb: redis.Redis) -> None:
+    """The study's client: `POST /chaos/config?error_rate=0.2`, no body, admin token."""
+    payments, inventory = stack.url("payments"), stack.url("inventory")
+    with httpx.Client(timeout=10) as client:
+        no_token = client.post(f"{payments}/chaos/config", params={"error_rate": 0.2})
+        assert no_token.status_code == 401
+        assert _snapshot(rdb) == dict.fromkeys(CHAOS_KEYS)
+
+        response = client.post(f"{payments}/chaos/config", headers=stack.admin_headers(),
+                               params={"error_rate": 0.2})
+        assert response.status_code == 200, response.text
+        assert response.json()["faults"]["error_rate"]["value"] == 0.2
+        assert rdb.get("chaos:payments:error_rate") == "0.2"
+        assert 0 < rdb.ttl("chaos:payments:error_rate") <= 900  # the default TTL
+
+        response = client.put(f"{inventory}/chaos/config", headers=stack.admin_headers(),
+                              params={"lock_contention_ms": 150, "ttl_s": 120})
+        assert response.status_code == 200, response.text
+        assert rdb.get("chaos:inventory:lock_contention_ms") == "150"
+        assert 0 < rdb.ttl("chaos:inventory:lock_contention_ms") <= 120
+        _all_chaos_keys_have_ttl(rdb)
+
+
+@pytest.mark.parametrize("params,body", [
+    ({"error_rate": "1.5"}, None),
+    ({"error_rate": "lots"}, None),
+    ({"error_rate": "nan"}, None),
+    ({"latency_ms": "2.5"}, None),
+    ({"unknown_fault": "1"}, None),
+    ({"ttl_s": "60"}, None),  # a TTL but no fault
+    ({"error_rate": "0.1"}, {"latency_ms": 100}),  # both forms at once: ambiguous
+])
+def test_bad_query_form_is_422_and_changes_nothing(stack: ShopStack, rdb: redis.Redis,
+                                                   params: dict, body: dict | None) -> None:
+    before = _snapshot(rdb)
+    response = httpx.post(f"{stack.url('payments')}/chaos/config", params=params, json=body,
+                          headers=stack.admin_headers(), timeout=10)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == "invalid_request"
+    assert _snapshot(rdb) == before
+
+
+def test_clearing_chaos_needs_a_loopback_host_but_no_token(stack: ShopStack,
+                                                           rdb: redis.Redis) -> None:
+    """A DNS-rebinding page sends its own Host: it must not end a game day's faults."""
+    payments = stack.url("payments")
+    with httpx.Client(timeout=10) as client:
+        set_rate = client.post(f"{payments}/chaos/config", headers=stack.admin_headers(),
+                               json={"error_rate": 0.3, "ttl_s": 300})
+        assert set_rate.status_code == 200
+        for host in ("evil.example", "evil.example:8002", "10.0.0.7", "[fe80::1]:8002"):
+            refused = client.delete(f"{payments}/chaos/config", headers={"Host": host})
+            assert refused.status_code == 403, (host, refused.text)
+            assert refused.json()["error"] == "forbidden"
+        wrong = client.delete(f"{payments}/chaos/config",
+                              headers={"Authorization": "Bearer not-the-token"})
+        assert wrong.status_code == 401
+        assert rdb.get("chaos:payments:error_rate") == "0.3"
+
+        with_token = client.delete(f"{payments}/chaos/config", params={"fault": "error_rate"},
+                                   headers=stack.admin_headers())
+        assert with_token.status_code == 200
+        assert rdb.get("chaos:payments:error_rate") is None
+
+
+@pytest.mark.skipif(not shutil.which("curl"), reason="curl not installed")
+def test_runbook_reset_loop_works_as_written(stack: ShopStack, rdb: redis.Redis) -> None:
+    """`curl -s -X DELETE "$url/chaos/config"` on localhost: no token, no Content-Type."""
+    for service in ("payments", "inventory"):
+        response = httpx.post(f"{stack.url(service)}/chaos/config",
+                              headers=stack.admin_headers(), json={"error_rate": 0.4}, timeout=10)
+        assert response.status_code == 200
+    for service in ("payments", "inventory"):
+        url = f"http://localhost:{stack.ports[service]}"
+        done = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                               "-X", "DELETE", f"{url}/chaos/config"],
+                              capture_output=True, text=True, timeout=30)
+        assert done.stdout == "200", (service, done.stdout, done.stderr)
+    assert _snapshot(rdb) == dict.fromkeys(CHAOS_KEYS)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from .errors import DeadlineExceededError
 
 DEADLINE_HEADER = "X-Deadline"  # absolute unix time in milliseconds, integer string
+MAX_DEADLINE_DIGITS = 15  # milliseconds until the year 33658: plenty
 
 WallClock = Callable[[], float]
 
@@ -63,6 +64,10 @@ def _parse_millis(value: str | None) -> int | None:
         return None
     text = value.strip()
     if not text.isascii() or not text.isdigit():  # rejects signs, floats, junk, "" and "١٢"
+        return None
+    if len(text) > MAX_DEADLINE_DIGITS:
+        # Beyond any real clock, and int() of thousands of digits raises (a 500, not "no
+        # deadline"): treat it as malformed like any other junk.
         return None
     millis = int(text)
     return millis if millis > 0 else None
