@@ -8,7 +8,8 @@ recovery, per incident (median of --runs), against a RUNNING stack under light t
 Detection polls the core diagnose (the same code as `chaosctl diagnose`) every 0.25 s until
 the incident's playbook fires; "named" shows what fired then (and anything seen before it).
 Recovery is `chaosctl remediate NAME --yes`'s engine run: remediate steps + verify hold.
-Faults: payment errors 50 %, inventory lock contention 300 ms, notifications paused,
+Faults: payment errors 50 %, inventory lock contention 300 ms, inventory errors 50 %,
+notifications paused,
 payments killed, payments latency 1.5 s with clients resending after 0.6 s, orders without
 retry budget/breakers while payments (100 %) and inventory (50 %) fail.
 """
@@ -63,6 +64,7 @@ def no_retry_budget() -> None:
 SCENARIOS: dict[str, tuple[Callable[[], None], dict, Callable[[], None]]] = {
     "payment-degradation": (lambda: chaos("payments", error_rate=0.5), {}, clean),
     "inventory-lock-contention": (lambda: chaos("inventory", lock_contention_ms=300), {}, clean),
+    "inventory-errors": (lambda: chaos("inventory", error_rate=0.5), {}, clean),
     "outbox-backlog": (lambda: cli("stack", "pause", "notifications"), {},
                        lambda: subprocess.run([sys.executable, "-m", "chaosctl.cli.main",
                                                "stack", "resume", "notifications"],

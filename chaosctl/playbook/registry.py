@@ -20,6 +20,7 @@ from chaosctl.config import Settings
 STEP_MODULES = (
     "chaosctl.playbook.steps_evidence",
     "chaosctl.playbook.steps_remedy",
+    "chaosctl.playbook.steps_triage",
 )
 
 

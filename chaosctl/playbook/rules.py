@@ -6,6 +6,10 @@ label-matching surprises, so `all` -> `and`, `any` -> `or`, `not X` -> `absent(X
 Non-Prometheus evidence (chaos keys, health, load tests) cannot be expressed in PromQL: it is
 left out of the rule (an `all` then fires on its Prometheus part alone; an `any` on its
 Prometheus branches), and `chaosctl diagnose` remains the full check.
+
+Inhibition follows too: a playbook's alert is suppressed while an alert of a playbook in its
+`inhibited_by` fires (`unless` on Prometheus' own ALERTS series), so the `order-failures`
+catch-all does not page next to the specific incident that explains it.
 """
 
 from __future__ import annotations
@@ -44,10 +48,18 @@ def condition_promql(cond: Any) -> str | None:
     return None  # chaos_key / health / load_test evidence
 
 
+def inhibition_promql(names: list[str]) -> str:
+    """Non-empty while an alert of one of `names` fires (ALERTS carries our playbook label)."""
+    pattern = "|".join(sorted(names))
+    return f'count(ALERTS{{alertstate="firing",playbook=~"{pattern}"}})'
+
+
 def alert_rule(pb: Playbook) -> dict[str, Any] | None:
     expr = condition_promql(pb.detect)
     if expr is None:
         return None
+    if pb.inhibited_by:
+        expr = f"{expr} unless {inhibition_promql(pb.inhibited_by)}"
     return {
         "alert": "".join(part.title() for part in pb.name.split("-")),
         "expr": expr,

@@ -137,7 +137,7 @@ def test_watch_ctrl_c_exits_130(stack: Any) -> None:
 
 def test_playbooks_commands(stack: Any) -> None:
     listed = json.loads(stack.cli("playbooks", "list", "--json").stdout)
-    assert len(listed) == 7
+    assert len(listed) == 9
     shown = json.loads(stack.cli("playbooks", "show", "service-down", "--json").stdout)
     assert shown["name"] == "service-down" and shown["verify"]["hold_for"] == 3.0
     valid = json.loads(stack.cli("playbooks", "validate", "--json").stdout)

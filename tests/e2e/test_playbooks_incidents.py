@@ -16,6 +16,9 @@ import pytest
 from tests.e2e.playbook_traffic import Traffic
 from tests.support import wait_for
 
+# Minutes each on a live stack: `make test-slow` (CI runs it after `make test`).
+pytestmark = pytest.mark.slow
+
 RATE = 8.0  # orders/s: light, and below the outbox publisher's throughput on 2 cores
 
 

@@ -8,9 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.e2e.chaos_support import cli_json, pid_gone
 from tests.e2e.test_playbooks_incidents import diagnose, remediate, wait_firing
 from tests.support import wait_for
+
+# Minutes each on a live stack: `make test-slow` (CI runs it after `make test`).
+pytestmark = pytest.mark.slow
 
 # Far above what the gateway serves on 2 cores (its orders bulkhead has 64 slots), so it sheds;
 # bounded by --for in any case.

@@ -44,7 +44,7 @@ def test_second_up_changes_nothing(stack: StackHandle) -> None:
 def test_restart_keeps_orders(clean_chaos: StackHandle) -> None:
     stack = clean_chaos
     order = {"customer_id": "restart-test",
-             "items": [{"product_id": "sku-1", "quantity": 1, "unit_price": 5.0}]}
+             "items": [{"product_id": "prod-001", "quantity": 1, "unit_price": 5.0}]}
     created = httpx.post(f"{stack.url('gateway')}/orders", json=order, timeout=30)
     assert created.status_code == 201, created.text
     order_id = created.json()["id"]

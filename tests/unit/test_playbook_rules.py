@@ -38,7 +38,8 @@ def test_promtool_accepts_the_shipped_rules() -> None:
     result = subprocess.run(["promtool", "check", "rules", str(shipped_rules_path())],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 7 rules found" in result.stdout
+    playbooks = len(load_catalog(check_promql=False).names())
+    assert f"SUCCESS: {playbooks} rules found" in result.stdout
 
 
 def test_combination_is_label_free() -> None:

@@ -61,7 +61,8 @@ def test_shipped_playbooks_are_valid_and_cover_the_runbook() -> None:
     catalog = load_catalog()
     assert catalog.names() == sorted([
         "payment-degradation", "inventory-lock-contention", "gateway-overload",
-        "outbox-backlog", "retry-storm", "idempotency-conflict-storm", "service-down"])
+        "outbox-backlog", "retry-storm", "idempotency-conflict-storm", "service-down",
+        "inventory-errors", "order-failures"])
 
 
 def test_unknown_action_names_line_and_valid_actions(tmp_path: Path) -> None:
@@ -231,7 +232,7 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_playbook_files_lists_shipped_yaml() -> None:
-    assert len(playbook_files()) == 7
+    assert len(playbook_files()) == 9
 
 
 @pytest.mark.parametrize(("raw", "seconds"), [
