@@ -1,5 +1,7 @@
 """Game-day scorecard: run `chaosctl game-day --all` several times and print, per scenario,
-the median time to detect and time to recover, next to the seed study's MTTR figures.
+the median time to detect and time to recover, next to the seed study's MTTR figures, and
+how many runs kept their integrity (charges per key, reservations per order, nothing left
+pending, no charge on a failed order: read from the databases by the game day).
 
     python benchmarks/gameday_scorecard.py --rounds 3 [--rps 20] [--only payment-errors ...]
 
@@ -39,6 +41,18 @@ def cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.Compl
     return result
 
 
+INTEGRITY = ("live charges per idempotency key", "live reservations per order",
+             "orders left pending after recovery",
+             "live charges on orders that did not complete",
+             "completed orders without a live charge and reservation")
+
+
+def integrity_held(result: dict) -> bool:
+    """Every integrity objective of one run passed (an unchecked one counts as broken)."""
+    passed = {o["name"]: o["passed"] for o in result["objectives"]}
+    return all(passed.get(name, False) for name in INTEGRITY)
+
+
 def median(values: list[float]) -> str:
     return f"{statistics.median(values):6.1f}" if values else "     –"
 
@@ -73,8 +87,13 @@ def main() -> int:
             for r in data["results"]:
                 if r["outcome"] != "pass":
                     print(f"  {r['scenario']}: {r['outcome']}: {r['reason']}", file=sys.stderr)
-                slot = per.setdefault(r["scenario"], {"mttd": [], "mttr": [], "outcomes": []})
+                slot = per.setdefault(r["scenario"], {"mttd": [], "mttr": [], "outcomes": [],
+                                                      "intact": [], "problems": []})
                 slot["outcomes"].append(r["outcome"])
+                intact = integrity_held(r)
+                slot["intact"].append(intact)
+                if not intact and r.get("integrity") and r["integrity"]["examples"]:
+                    slot["problems"].append(r["integrity"]["examples"][0])
                 if r["mttd_s"] is not None:
                     slot["mttd"].append(r["mttd_s"])
                 if r["mttr_s"] is not None:
@@ -86,13 +105,15 @@ def main() -> int:
             cli(env, "stack", "down", "--purge", check=False)
     print(f"game-day scorecard: {args.rounds} round(s) at {args.rps:g} orders/s "
           f"(medians in seconds)")
-    print(f"{'scenario':20} {'detect':>6} {'recover':>7}  passed")
+    print(f"{'scenario':20} {'detect':>6} {'recover':>7}  passed  integrity")
     all_mttr = []
     for name, slot in per.items():
         all_mttr += slot["mttr"]
         passed = sum(o == "pass" for o in slot["outcomes"])
+        runs = len(slot["outcomes"])
         print(f"{name:20} {median(slot['mttd'])} {median(slot['mttr']):>7}  "
-              f"{passed}/{len(slot['outcomes'])}")
+              f"{passed}/{runs}     {sum(slot['intact'])}/{runs}"
+              + (f"  e.g. {slot['problems'][0]}" if slot["problems"] else ""))
     if all_mttr:
         overall = statistics.median(all_mttr)
         print(f"median time to recover over all scenarios: {overall:.1f} s; seed study: "

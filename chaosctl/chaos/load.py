@@ -30,8 +30,24 @@ from chaosctl.stats import percentile
 RetryPredicate = Callable[[int, Any], bool]
 # arrival number -> (path, JSON body, headers)
 RequestFactory = Callable[[int], tuple[str, dict[str, Any], dict[str, str]]]
-# (status code or None for no answer, parsed JSON body or None, latency seconds) -> None
-ResponseHook = Callable[[int | None, Any, float], None]
+# One finished request (answered or not) -> None
+ResponseHook = Callable[["Exchange"], None]
+# The order contract: 201 a completed order, 202 an order recorded but failed.
+RECORDED_FAILED = 202
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One request and what came back, for per-request listeners (the game-day timeline)."""
+
+    arrival: int
+    path: str
+    request_body: dict[str, Any]
+    request_headers: dict[str, str]
+    status: int | None  # None: no answer (timeout, connection refused)
+    body: Any  # parsed JSON body, or None
+    headers: dict[str, str]  # response headers, lower-case names ({} without an answer)
+    latency_s: float
 
 
 def require_loopback(url: str) -> str:
@@ -58,7 +74,7 @@ def order_request(i: int) -> tuple[str, dict[str, Any], dict[str, str]]:
 
 def retry_failed_orders(status: int, body: Any) -> bool:
     """What an impatient client retries: 5xx, 429, and orders that did not complete."""
-    if status >= 500 or status == 429:
+    if status >= 500 or status in (429, RECORDED_FAILED):
         return True
     return isinstance(body, dict) and body.get("status") not in (None, "completed")
 
@@ -88,7 +104,10 @@ class LoadStats:
 
     arrivals: int = 0
     sent: int = 0  # HTTP requests made, retries included
-    ok: int = 0  # 2xx answers
+    ok: int = 0  # 2xx answers except 202
+    # 202: the order was recorded but failed (payment_failed / inventory_failed). Neither a
+    # success nor a transport error: the stack answered, the order did not go through.
+    recorded_failed: int = 0
     errors: int = 0  # no answer (timeout, connection refused)
     retries: int = 0
     skipped: int = 0  # arrivals dropped because max_inflight requests were pending
@@ -107,7 +126,8 @@ class LoadStats:
             return None if value is None else round(value * 1000, 1)
 
         return {
-            "arrivals": self.arrivals, "sent": self.sent, "ok": self.ok, "errors": self.errors,
+            "arrivals": self.arrivals, "sent": self.sent, "ok": self.ok,
+            "recorded_failed": self.recorded_failed, "errors": self.errors,
             "retries": self.retries, "skipped": self.skipped,
             "status_counts": dict(sorted(self.status_counts.items())),
             "p50_ms": ms(0.50), "p95_ms": ms(0.95), "p99_ms": ms(0.99),
@@ -132,8 +152,11 @@ class LoadGenerator:
     def stop(self) -> None:
         """Ask the run to end (safe from any thread, before or during `run`)."""
         self._stop_requested = True
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
+            try:
+                self._loop.call_soon_threadsafe(self._stop.set)
+            except RuntimeError:
+                pass  # the run ended (and closed its loop) between the check and the call
 
     async def run(self) -> dict[str, Any]:
         import httpx
@@ -205,14 +228,17 @@ class LoadGenerator:
             except httpx.HTTPError:
                 st.errors += 1
                 if cfg.on_response is not None:
-                    cfg.on_response(None, None, time.perf_counter() - start)
+                    cfg.on_response(Exchange(i, path, body, headers, None, None, {},
+                                             time.perf_counter() - start))
                 retry = True
             else:
                 latency = time.perf_counter() - start
                 st.latencies.append(latency)
                 code = str(response.status_code)
                 st.status_counts[code] = st.status_counts.get(code, 0) + 1
-                if 200 <= response.status_code < 300:
+                if response.status_code == RECORDED_FAILED:
+                    st.recorded_failed += 1
+                elif 200 <= response.status_code < 300:
                     st.ok += 1
                 wants_body = cfg.on_response is not None or (
                     cfg.retry_on is not None and attempt < cfg.retries)
@@ -223,7 +249,9 @@ class LoadGenerator:
                     except ValueError:
                         parsed = None
                 if cfg.on_response is not None:
-                    cfg.on_response(response.status_code, parsed, latency)
+                    cfg.on_response(Exchange(
+                        i, path, body, headers, response.status_code, parsed,
+                        {k.lower(): v for k, v in response.headers.items()}, latency))
                 if cfg.retry_on is None or attempt >= cfg.retries:
                     return
                 retry = cfg.retry_on(response.status_code, parsed)

@@ -11,12 +11,19 @@ import typer
 GAMEDAY_HELP = """Rehearse runbook incidents under real traffic and score them.
 
 For each scenario: preflight (stack healthy, no chaos), steady-state traffic (orders with
-idempotency keys, a share of replays), inject the fault (with a TTL as a safety net), detect
-it from Prometheus with the playbooks (time to detect), remediate (auto: run the playbook
-that fired; manual: you fix it, chaosctl times you), verify the steady state is back and
-holds (time to recover), and ALWAYS roll back: faults cleared and traffic stopped whatever
-happens, Ctrl-C included. An abort guard ends the run when the success rate stays under
---abort-floor for --abort-grace, or when recovery takes longer than --duration.
+idempotency keys, a share of replays), run its steps (inject the fault with a TTL as a safety
+net; crash-mid-order slows payments then SIGKILLs orders mid-flight; redis-restart restarts
+Redis), detect it from Prometheus with the playbooks (time to detect), remediate (auto: run
+the playbook that fired; manual: you fix it, chaosctl times you), verify the steady state is
+back and holds (time to recover), replay idempotency keys where the scenario says so, and
+ALWAYS roll back: faults cleared and traffic stopped whatever happens, Ctrl-C included. An
+abort guard ends the run when the success rate stays under --abort-floor for --abort-grace,
+or when recovery takes longer than --duration.
+
+Every run is then checked in the databases: live charges per idempotency key <= 1, live
+reservations per order <= 1, no order left pending after recovery's grace, no live charge on
+an order that did not complete, no completed order without a live charge and reservation.
+A failed integrity objective fails the run.
 
 Exit 0 when every scenario passes, 1 when one fails or aborts, 2 for bad input, 130 when
 interrupted (after the rollback).
@@ -28,8 +35,15 @@ interrupted (after the rollback).
   "success_rate": {"before", "during", "after"},
   "latency_ms": {"before"|"during"|"after": {"p95", "p99"}},
   "requests": {...}, "retry_amplification", "load_shed", "duplicates", "lost_events",
+  "integrity": {"orders", "charges", "keys_over_charged", "max_charges_per_key",
+    "orders_over_reserved", "max_reservations_per_order", "pending",
+    "charged_not_completed", "completed_incomplete", "examples": [str],
+    "notes": [str]} | null,
+  "replay": {"mode": "cut-off"|"settled", "keys", "answered", "replayed", "new_orders",
+    "unresolved", "examples": [str]} | null,
   "objectives": [{"name", "target", "actual", "passed"}], "reason", "rolled_back",
   "started_at", "duration_s", "report_path"}],
+("expected_playbook" is null for a scenario that needs no playbook: redis-restart)
  "scorecard": path | null, "passed": int, "total": int}
 """
 
@@ -47,7 +61,8 @@ def _seconds(text: str, what: str) -> float:
 def game_day(
     scenarios: Annotated[list[str] | None, typer.Argument(
         help="Scenarios to run: payment-errors, payment-slow, inventory-lock, "
-             "gateway-overload, notifications-down, service-crash, retry-storm.",
+             "inventory-errors, gateway-overload, notifications-down, service-crash, "
+             "service-hang, retry-storm, crash-mid-order, redis-restart (see --list).",
         show_default=False)] = None,
     all_: Annotated[bool, typer.Option("--all", help="Run every scenario and a scorecard.")]
     = False,
@@ -82,7 +97,8 @@ def game_day(
 
     if list_:
         for s in catalogue.SCENARIOS.values():
-            typer.echo(f"{s.name:20} {s.description} -> expects {s.playbook}")
+            typer.echo(f"{s.name:20} {s.description} -> expects "
+                       f"{s.playbook or 'no playbook (the stack rides it out)'}")
         return
     names = list(catalogue.SCENARIOS) if all_ else list(scenarios or [])
     if not names:
@@ -165,6 +181,11 @@ class _Progress:
         elif kind == "remediated":
             self.console.print(f"{t} [bold]{name}[/bold] playbook {data['playbook']}: "
                                f"{data['status']}")
+        elif kind == "replayed":
+            self.console.print(
+                f"{t} [bold]{name}[/bold] replayed {data['keys']} {data['mode']} keys: "
+                f"{data['answered']} answered, {data['new_orders']} new orders, "
+                f"{data['unresolved']} unresolved", highlight=False)
         elif kind == "waiting":
             self.console.print(f"{t} [bold]{name}[/bold] [yellow]{data['detail']}[/yellow]")
 
@@ -176,5 +197,9 @@ class _Progress:
             f"[bold]{r.scenario}[/bold]: [{color}]{r.outcome.upper()}[/{color}]  "
             f"detect {mttd}  recover {mttr}  playbook {r.fired_playbook or '–'}  "
             f"duplicates {r.duplicates}  lost events {r.lost_events}"
+            + (f"\n  integrity: max {r.integrity.max_charges_per_key} live charge(s) per key, "
+               f"max {r.integrity.max_reservations_per_order} reservation(s) per order, "
+               f"{r.integrity.pending} pending, {r.integrity.charged_not_completed} charged "
+               "but not completed" if r.integrity else "\n  integrity: not checked")
             + (f"\n  {r.reason}" if r.reason else "")
             + f"\n  report: {r.report_path}", highlight=False)

@@ -55,9 +55,47 @@ class Objective:
 
 
 @dataclass
+class IntegrityReport:
+    """Counts over the run's orders (created at or after the run started)."""
+
+    orders: int = 0
+    charges: int = 0  # live charges on the run's orders
+    keys_over_charged: int = 0  # idempotency keys with more than one live charge
+    max_charges_per_key: int = 0
+    orders_over_reserved: int = 0  # orders with more than one live reservation
+    max_reservations_per_order: int = 0
+    pending: int = 0  # orders still pending after the recovery grace
+    charged_not_completed: int = 0  # live charge on an order whose status is not completed
+    # completed orders with no live charge or no live reservation (goods without money)
+    completed_incomplete: int = 0
+    examples: list[str] = field(default_factory=list)  # the first problems, by id
+    notes: list[str] = field(default_factory=list)  # how "live" was judged per table
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ReplayStats:
+    """Idempotency keys re-sent after the disruption, as a client whose request was cut off
+    (or who retries an answered one) would: each until it gets a final answer."""
+
+    mode: str  # cut-off | settled
+    keys: int = 0
+    answered: int = 0  # a final answer (the order, or a 4xx refusal)
+    replayed: int = 0  # answered with the replay header
+    new_orders: int = 0  # settled keys answered with another order than the first answer
+    unresolved: int = 0  # still no final answer (409 in progress, 5xx) at the deadline
+    examples: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
 class ScenarioResult:
     scenario: str
-    expected_playbook: str
+    expected_playbook: str | None  # None: the stack should ride it out with no playbook
     outcome: str = "fail"
     mode: str = "auto"
     mttd_s: float | None = None
@@ -72,6 +110,8 @@ class ScenarioResult:
     load_shed: int = 0
     duplicates: int | None = None
     lost_events: int | None = None
+    integrity: IntegrityReport | None = None
+    replay: ReplayStats | None = None
     objectives: list[Objective] = field(default_factory=list)
     samples: list[Sample] = field(default_factory=list)
     markers: list[Marker] = field(default_factory=list)
@@ -108,6 +148,8 @@ class ScenarioResult:
             "load_shed": self.load_shed,
             "duplicates": self.duplicates,
             "lost_events": self.lost_events,
+            "integrity": self.integrity.to_json() if self.integrity else None,
+            "replay": self.replay.to_json() if self.replay else None,
             "objectives": [asdict(o) for o in self.objectives],
             "reason": self.reason,
             "rolled_back": self.rolled_back,

@@ -14,7 +14,8 @@ from chaosctl.gameday.model import Marker, Sample, ScenarioResult
 W, H = 960, 360
 PAD_L, PAD_R, PAD_T, PAD_B = 56, 64, 24, 40
 MARKER_COLORS = {"inject": "#d62728", "detect": "#ff7f0e", "remediate": "#1f77b4",
-                 "recover": "#2ca02c", "abort": "#7f0000", "rollback": "#7f7f7f"}
+                 "recover": "#2ca02c", "abort": "#7f0000", "rollback": "#7f7f7f",
+                 "step": "#9467bd", "replay": "#8c564b"}
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2rem;
 color:#222;max-width:1040px}
@@ -108,13 +109,14 @@ def scenario_html(result: ScenarioResult) -> str:
         ("Time to recover (from injection)", _fmt(r.mttr_s, " s")),
         ("Remediation (start to verified)", _fmt(r.remediation_s, " s")),
         ("Playbook fired", f"{html.escape(r.fired_playbook or '–')} (expected "
-                           f"{html.escape(r.expected_playbook)}: "
+                           f"{html.escape(r.expected_playbook or 'none')}: "
                            f"{'right' if r.right_playbook else 'wrong'})"),
         ("Retry amplification", _fmt(r.retry_amplification, "x")),
         ("Load shed (429)", _fmt(r.load_shed)),
         ("Duplicate orders", _fmt(r.duplicates)),
         ("Outbox events lost", _fmt(r.lost_events)),
         ("Rolled back", "yes" if r.rolled_back else "no"),
+        *_integrity_rows(r),
     ]
     phases = "".join(
         f"<tr><td>{name}</td><td>{p.requests}</td><td>{_pct(p.success_rate)}</td>"
@@ -153,6 +155,48 @@ def scenario_html(result: ScenarioResult) -> str:
 """
 
 
+def _integrity_rows(r: ScenarioResult) -> list[tuple[str, str]]:
+    """The databases' view (charges, reservations, pending) and the replayed keys."""
+    rows: list[tuple[str, str]] = []
+    i = r.integrity
+    if i is None:
+        rows.append(("Integrity (databases)", "not checked"))
+    else:
+        rows += [
+            ("Live charges per idempotency key (max)",
+             f"{i.max_charges_per_key} ({i.keys_over_charged} keys over 1; {i.charges} live "
+             f"charges on {i.orders} orders)"),
+            ("Live reservations per order (max)",
+             f"{i.max_reservations_per_order} ({i.orders_over_reserved} orders over 1)"),
+            ("Orders left pending after recovery", str(i.pending)),
+            ("Live charges on orders that did not complete", str(i.charged_not_completed)),
+            ("Completed orders without a live charge and reservation",
+             str(i.completed_incomplete)),
+        ]
+        if i.examples:
+            rows.append(("Integrity problems", "<br>".join(html.escape(e) for e in i.examples)))
+        rows.append(("How charges and reservations were read",
+                     "<br>".join(html.escape(n) for n in i.notes)))
+    if r.replay is not None:
+        p = r.replay
+        rows.append((f"Replayed keys ({html.escape(p.mode)})",
+                     f"{p.keys} sent, {p.answered} answered ({p.replayed} as replays), "
+                     f"{p.new_orders} new orders, {p.unresolved} unresolved"
+                     + ("".join(f"<br>{html.escape(e)}" for e in p.examples))))
+    return rows
+
+
+def _integrity_cell(r: ScenarioResult) -> str:
+    i = r.integrity
+    if i is None:
+        return '<td class="fail">not checked</td>'
+    bad = (i.keys_over_charged + i.orders_over_reserved + i.pending + i.charged_not_completed
+           + i.completed_incomplete)
+    text = (f"{i.max_charges_per_key} charge/key, {i.max_reservations_per_order} "
+            f"reservation/order, {i.pending} pending, {i.charged_not_completed} charged-failed")
+    return f'<td class="{"fail" if bad else "pass"}">{text}</td>'
+
+
 def scorecard_html(results: Sequence[ScenarioResult]) -> str:
     rows = "".join(
         f"<tr><td><a href=\"{html.escape(Path(r.report_path).name) if r.report_path else '#'}\">"
@@ -160,7 +204,7 @@ def scorecard_html(results: Sequence[ScenarioResult]) -> str:
         f"<td class=\"{r.outcome}\">{r.outcome}</td><td>{_fmt(r.mttd_s, ' s')}</td>"
         f"<td>{_fmt(r.mttr_s, ' s')}</td><td>{html.escape(r.fired_playbook or '–')}</td>"
         f"<td>{_pct(r.during.success_rate)}</td><td>{_fmt(r.duplicates)}</td>"
-        f"<td>{_fmt(r.lost_events)}</td></tr>"
+        f"<td>{_fmt(r.lost_events)}</td>{_integrity_cell(r)}</tr>"
         for r in results
     )
     passed = sum(r.outcome == "pass" for r in results)
@@ -170,7 +214,7 @@ def scorecard_html(results: Sequence[ScenarioResult]) -> str:
 <h1>Game day scorecard</h1><p class="sub">{passed} of {len(results)} scenarios passed</p>
 <table id="scorecard"><tr><th>scenario</th><th>outcome</th><th>time to detect</th>
 <th>time to recover</th><th>playbook fired</th><th>success during</th><th>duplicates</th>
-<th>events lost</th></tr>{rows}</table></body></html>
+<th>events lost</th><th>integrity</th></tr>{rows}</table></body></html>
 """
 
 

@@ -13,6 +13,9 @@ import pytest
 
 from tests.support import wait_for
 
+# Minutes each on a live stack: `make test-slow` (CI runs it after `make test`).
+pytestmark = pytest.mark.slow
+
 FAST = ["--rps", "15", "--baseline", "3s", "--hold", "3s", "--duration", "60s"]
 
 
@@ -34,6 +37,9 @@ def _nothing_injected(stack) -> None:  # noqa: ANN001
     ("payment-errors", "payment-degradation"),
     ("notifications-down", "outbox-backlog"),
     ("service-crash", "service-down"),
+    # SIGSTOP: the frozen process misses its scrape (up == 0) and its health check times out
+    ("service-hang", "service-down"),
+    ("inventory-errors", "inventory-errors"),
 ])
 def test_scenario_auto_passes(steady, tmp_path: Path, scenario: str, playbook: str) -> None:  # noqa: ANN001
     code, data, stderr = _game_day(steady, tmp_path, scenario, *FAST)

@@ -47,3 +47,25 @@ def test_retry_predicate() -> None:
     assert retry_failed_orders(201, {"status": "payment_failed"})
     assert not retry_failed_orders(201, {"status": "completed"})
     assert not retry_failed_orders(422, {"error": "invalid_request"})
+
+
+def test_202_is_recorded_failed_and_retried() -> None:
+    stats = LoadStats(sent=3, ok=1, recorded_failed=2, status_counts={"201": 1, "202": 2})
+    snap = stats.snapshot()
+    assert snap["ok"] == 1 and snap["recorded_failed"] == 2 and snap["errors"] == 0
+    assert retry_failed_orders(202, {"status": "payment_failed", "order_id": "o1"})
+
+
+def test_stop_after_the_run_ended_is_harmless() -> None:
+    """The game day stops its traffic after the generator may already have finished."""
+    import asyncio
+
+    from chaosctl.chaos.load import LoadGenerator
+    from tests.support import free_port
+
+    # Nothing listens on the port: every request fails at once, nothing is served.
+    generator = LoadGenerator(LoadConfig(base_url=f"http://127.0.0.1:{free_port()}", rps=5,
+                                         duration_s=0.5, max_requests=2, timeout_s=1.0))
+    result = asyncio.run(generator.run())
+    assert result["sent"] == 2 and result["errors"] == 2 and result["recorded_failed"] == 0
+    generator.stop()  # its loop is closed by now: must not raise
