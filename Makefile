@@ -5,11 +5,13 @@ BIN := $(VENV)/bin
 # Extra pytest options, e.g. `make test PYTEST_ARGS='-x tests/unit'`.
 PYTEST_ARGS ?=
 
-.PHONY: help venv deps demo test lint clean
+.PHONY: help venv deps demo test test-slow test-all lint clean
 
 help:
 	@echo "make demo   install what is missing, bring the stack up, break it, watch it recover"
-	@echo "make test   install dev dependencies and run the whole test suite"
+	@echo "make test   install dev dependencies and run the test suite (all but the slow game days)"
+	@echo "make test-slow  the game days and incident rehearsals (pytest -m slow; CI runs both)"
+	@echo "make test-all   both"
 	@echo "make deps   install redis-server and prometheus (apt-get) when missing"
 	@echo "make venv   create $(VENV) and install chaosctl with its dev extras"
 	@echo "make lint   ruff"
@@ -30,7 +32,15 @@ demo: deps venv
 	VENV=$(VENV) bash scripts/demo.sh
 
 # pytest's own exit code is make's: 5 ("no tests collected") fails the build like any other.
+# Game days and incident rehearsals take minutes each: marked `slow`, run by `make test-slow`
+# (and by CI after `make test`), so `make test` stays well under 15 minutes.
 test: venv
+	$(BIN)/pytest -q -m "not slow" $(PYTEST_ARGS)
+
+test-slow: venv
+	$(BIN)/pytest -q -m slow $(PYTEST_ARGS)
+
+test-all: venv
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 lint: venv
