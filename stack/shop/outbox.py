@@ -33,6 +33,7 @@ from sqlalchemy import (
 from starlette.concurrency import run_in_threadpool
 
 from shop import metrics
+from shop.background import BackgroundLoop
 from shop.downstream import Downstream
 from shop.resilience import BreakerOpenError, BulkheadFullError, Deadline, ResilienceError
 
@@ -63,12 +64,14 @@ def new_event(aggregate_id: str, event_type: str, payload: dict[str, Any]) -> di
             "published": False, "attempts": 0, "next_attempt_at": 0.0}
 
 
-class OutboxPublisher:
+class OutboxPublisher(BackgroundLoop):
+    task_name = "outbox-publisher"
+
     def __init__(self, engine: Engine, table: Table, notifications: Downstream,
                  interval_s: float = 0.2) -> None:
         self.engine, self.table, self.notifications = engine, table, notifications
         self.interval_s = interval_s
-        self._task: asyncio.Task | None = None
+        super().__init__()
         self.last_error: str | None = None
         self._failing = False
 
@@ -167,14 +170,3 @@ class OutboxPublisher:
                 log.exception("outbox publisher iteration failed")
             if not busy:  # a full batch means more is waiting: go again at once
                 await asyncio.sleep(self.interval_s)
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self.run(), name="outbox-publisher")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass

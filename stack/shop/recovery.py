@@ -26,6 +26,7 @@ import httpx
 from starlette.concurrency import run_in_threadpool
 
 from shop import metrics
+from shop.background import BackgroundLoop
 from shop.order_store import COMPLETED, OrderStore
 from shop.settings import ShopSettings
 
@@ -59,12 +60,14 @@ def recovery_timing() -> tuple[float, float]:
     return _seconds("SHOP_RECOVERY_GRACE_S", 5.0), _seconds("SHOP_RECOVERY_INTERVAL_S", 1.0)
 
 
-class OrderFinisher:
+class OrderFinisher(BackgroundLoop):
+    task_name = "order-recovery"
+
     def __init__(self, store: OrderStore, settings: ShopSettings, client: httpx.AsyncClient,
                  timing: tuple[float, float]) -> None:
         self.store, self.settings, self.client = store, settings, client
         self.grace_s, self.interval_s = timing
-        self._task: asyncio.Task | None = None
+        super().__init__()
         self.recovered = 0
         self.last_error: str | None = None
         self._logged_error: str | None = None
@@ -184,15 +187,4 @@ class OrderFinisher:
             except Exception:  # noqa: BLE001 - the loop must survive a bad moment of the DB
                 log.exception("recovery sweep failed")
             await asyncio.sleep(self.interval_s)
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self.run(), name="order-recovery")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
 
