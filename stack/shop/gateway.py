@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
 import httpx
-from fastapi import Header, Path, Query, Request
+from fastapi import Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from shop import metrics
@@ -32,17 +32,16 @@ from shop.resilience import (
     ResilienceError,
 )
 from shop.settings import ShopSettings
-from shop.web import NO_NUL, ApiError, create_app, deadline_of, require_admin
+from shop.web import (
+    NO_NUL,
+    ApiError,
+    CorrelationId,
+    IdempotencyKey,
+    create_app,
+    deadline_of,
+    require_admin,
+)
 
-# Header values that are forwarded: visible ASCII only, because httpx (rightly) refuses to
-# encode anything else into a request header, and orders stores them in bounded columns.
-VISIBLE_ASCII = r"^[!-~]+$"
-IdempotencyKey = Annotated[str | None, Header(
-    alias="Idempotency-Key", min_length=1, max_length=255, pattern=VISIBLE_ASCII,
-    description="Makes the POST safe to retry: the same key never yields a second order")]
-CorrelationId = Annotated[str | None, Header(
-    alias="X-Correlation-ID", min_length=1, max_length=128, pattern=VISIBLE_ASCII,
-    description="Traces the request through every service; minted when absent")]
 # Refused here rather than forwarded: orders on PostgreSQL would fail on a NUL (a 500 that
 # also counts against the gateway's breaker, so a client could open it at will).
 PathValue = Annotated[str, Path(pattern=NO_NUL)]
@@ -141,9 +140,17 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
         payload = body.model_dump()
         # A client without a key still gets safe gateway retries: we mint one for this request.
         extra = {"Idempotency-Key": idempotency_key or f"gw_{uuid.uuid4().hex}"}
-        return await forward("POST", "/orders", request, correlation_id,
-                             json=payload, extra=extra,
-                             replay_visible=idempotency_key is not None)
+        answer = await forward("POST", "/orders", request, correlation_id,
+                               json=payload, extra=extra,
+                               replay_visible=idempotency_key is not None)
+        if idempotency_key is None and answer.status_code == 409:
+            # Our own retry found our first attempt still running under the key we minted.
+            # "Retry with the same key" means nothing to a client that sent none, and a
+            # keyless resend would be a second order: the outcome is unknown, say so.
+            raise ApiError(504, "deadline_exceeded",
+                           "the order is still being processed and its outcome is unknown; "
+                           "send an Idempotency-Key to retry safely")
+        return answer
 
     @app.get("/orders/{order_id}", responses=FORWARD_ERRORS)
     async def get_order(order_id: PathValue, request: Request,

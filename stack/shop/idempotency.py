@@ -56,6 +56,12 @@ def in_progress() -> ApiError:
                     "with the same key", headers={"Retry-After": "1"})
 
 
+def unavailable() -> ApiError:
+    return ApiError(503, "idempotency_unavailable",
+                    "idempotency store unavailable; retry with the same key",
+                    headers={"Retry-After": "1"})
+
+
 async def _once_more_on_reconnect(command: Callable[[], Awaitable[Any]]) -> Any:
     """Run a Redis command; after a Redis restart every pooled connection fails once with
     ConnectionError (and is reset), so one more try tells a restart from an outage."""
@@ -88,9 +94,7 @@ class IdempotencyStore:
         except Exception as exc:  # noqa: BLE001
             # Redis down is not Redis empty: without it we cannot tell a concurrent duplicate
             # cheaply, so refuse (the client retries with the same key) rather than guess.
-            raise ApiError(503, "idempotency_unavailable",
-                           "idempotency store unavailable; retry with the same key",
-                           headers={"Retry-After": "1"}) from exc
+            raise unavailable() from exc
         if raw is None:  # expired between SET and GET: try once more
             return await self.begin(key, fingerprint)
         stored = json.loads(raw)
@@ -103,7 +107,11 @@ class IdempotencyStore:
     async def take_over(self, key: str, fingerprint: str) -> None:
         """Replace a dead request's marker with ours (the DB's unique index still decides)."""
         record = json.dumps({"state": "in_progress", "hash": fingerprint, "at": time.time()})
-        await self.redis.set(self._key(key), record, ex=IN_PROGRESS_TTL_S)
+        try:
+            await _once_more_on_reconnect(
+                lambda: self.redis.set(self._key(key), record, ex=IN_PROGRESS_TTL_S))
+        except Exception as exc:  # noqa: BLE001 - as in begin: 503, never a 500
+            raise unavailable() from exc
 
     async def complete(self, key: str, fingerprint: str, status: int, body: dict) -> None:
         record = json.dumps({"state": "done", "hash": fingerprint, "status": status,

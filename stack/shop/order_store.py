@@ -89,20 +89,27 @@ class OrderStore:
         self.engine = engine
 
     def setup(self) -> None:
-        added = create_tables(self.engine, meta)
-        if "orders.dedupe_key" in added:
-            self._backfill_keys()
+        create_tables(self.engine, meta)
+        self._backfill_keys()
 
     def _backfill_keys(self) -> None:
         """Orders of the previous version become replayable by key; a key that version let
-        through twice (the bug this column fixes) stays out of the unique index."""
+        through twice (the bug this column fixes) stays out of the unique index.
+
+        Runs at every start, not only when the column was just added: a crash between the
+        ALTER and this update must not leave old keys without their durable copy forever.
+        Idempotent, and a key some order already holds as dedupe_key (a replica that started
+        serving first) is skipped instead of failing the unique index."""
         with self.engine.begin() as conn:
             n = conn.execute(text(
                 "UPDATE orders SET dedupe_key = idempotency_key WHERE dedupe_key IS NULL "
                 "AND idempotency_key IN (SELECT idempotency_key FROM orders "
                 "WHERE idempotency_key IS NOT NULL GROUP BY idempotency_key "
-                "HAVING COUNT(*) = 1)")).rowcount
-        log.warning("migrated orders: %d existing idempotency keys now durable", n)
+                "HAVING COUNT(*) = 1) "
+                "AND idempotency_key NOT IN (SELECT dedupe_key FROM orders "
+                "WHERE dedupe_key IS NOT NULL)")).rowcount
+        if n:
+            log.warning("migrated orders: %d existing idempotency keys now durable", n)
 
     def create(self, row: dict[str, Any]) -> None:
         """The order and its order.created event commit together or not at all."""

@@ -41,6 +41,8 @@ from shop.settings import ShopSettings
 from shop.web import (
     NO_NUL,
     ApiError,
+    CorrelationId,
+    IdempotencyKey,
     IdPath,
     NotBool,
     TextQuery,
@@ -232,10 +234,12 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
                              "reason say why)"},
         409: {"description": "A request with this Idempotency-Key is still in progress"},
         503: {"description": "The idempotency store (Redis) is unavailable; retry"}})
-    async def create_order(body: OrderRequest, request: Request) -> JSONResponse:
-        key = request.headers.get("idempotency-key")
-        if key is not None and not (1 <= len(key) <= 255):
-            raise ApiError(422, "invalid_request", "Idempotency-Key must be 1-255 characters")
+    async def create_order(body: OrderRequest, request: Request,
+                           idempotency_key: IdempotencyKey = None,
+                           correlation_id: CorrelationId = None) -> JSONResponse:
+        # Both headers are validated by their types (visible ASCII, bounded): a value httpx
+        # cannot forward, or longer than its column, is a 422 before any order is written.
+        key = idempotency_key
         use_idem = settings.idempotency and key is not None
         fingerprint = body_hash(body.model_dump()) if use_idem else None
         if use_idem:

@@ -9,7 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Path, Query, Request
+from fastapi import FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BeforeValidator
@@ -41,6 +41,17 @@ NotBool = BeforeValidator(_refuse_bool)
 IdPath = Annotated[str, Path(pattern=NO_NUL, max_length=255)]
 TextQuery = Annotated[str | None, Query(pattern=NO_NUL, max_length=64)]
 
+
+# Header values that go on downstream (the gateway forwards both, orders the correlation id):
+# visible ASCII only, because httpx (rightly) refuses to encode anything else into a request
+# header, and orders stores them in bounded columns.
+VISIBLE_ASCII = r"^[!-~]+$"
+IdempotencyKey = Annotated[str | None, Header(
+    alias="Idempotency-Key", min_length=1, max_length=255, pattern=VISIBLE_ASCII,
+    description="Makes the POST safe to retry: the same key never yields a second order")]
+CorrelationId = Annotated[str | None, Header(
+    alias="X-Correlation-ID", min_length=1, max_length=128, pattern=VISIBLE_ASCII,
+    description="Traces the request through every service; minted when absent")]
 
 class ApiError(Exception):
     """Raised by handlers to answer with a JSON error and a status code."""

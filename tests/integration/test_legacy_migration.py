@@ -77,9 +77,10 @@ def test_previous_versions_sqlite_files_are_migrated_and_recovered(stack: ShopSt
     payments, pay_port = stack.spawn("payments", env=env, tag="payments-legacy")
     inventory, inv_port = stack.spawn("inventory", env=env, tag="inventory-legacy")
     # This orders talks to the legacy payments and inventory, with a short recovery grace.
-    orders, port = stack.spawn("orders", tag="orders-legacy", env={
-        **env, "SHOP_PAYMENTS_URL": f"http://127.0.0.1:{pay_port}",
-        "SHOP_INVENTORY_URL": f"http://127.0.0.1:{inv_port}", "SHOP_RECOVERY_GRACE_S": "1"})
+    orders_env = {**env, "SHOP_PAYMENTS_URL": f"http://127.0.0.1:{pay_port}",
+                  "SHOP_INVENTORY_URL": f"http://127.0.0.1:{inv_port}",
+                  "SHOP_RECOVERY_GRACE_S": "1"}
+    orders, port = stack.spawn("orders", tag="orders-legacy", env=orders_env)
     try:
         with httpx.Client(timeout=10) as client:
             pay, inv = f"http://127.0.0.1:{pay_port}", f"http://127.0.0.1:{inv_port}"
@@ -118,6 +119,24 @@ def test_previous_versions_sqlite_files_are_migrated_and_recovered(stack: ShopSt
         finally:
             conn.close()
         assert "ux_orders_dedupe_key" in indexes
+        assert keys["ord_legacy_done"] == "LK-unique"
+        assert keys["ord_legacy_dup1"] is None and keys["ord_legacy_dup2"] is None
+
+        # A crash between adding the column and copying the keys left dedupe_key empty: the
+        # next start copies them anyway (the copy is not tied to the ALTER having just run).
+        orders.stop()
+        conn = sqlite3.connect(data / "orders.db")
+        try:
+            with conn:
+                conn.execute("UPDATE orders SET dedupe_key = NULL")
+        finally:
+            conn.close()
+        orders, port = stack.spawn("orders", tag="orders-legacy-again", env=orders_env)
+        conn = sqlite3.connect(data / "orders.db")
+        try:
+            keys = dict(conn.execute("SELECT id, dedupe_key FROM orders").fetchall())
+        finally:
+            conn.close()
         assert keys["ord_legacy_done"] == "LK-unique"
         assert keys["ord_legacy_dup1"] is None and keys["ord_legacy_dup2"] is None
     finally:
