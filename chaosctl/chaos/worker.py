@@ -57,15 +57,20 @@ def run_load(args: argparse.Namespace, settings: Settings) -> int:
 
     publisher = threading.Thread(target=publish, daemon=True)
     publisher.start()
+    stats = None
     try:
         stats = asyncio.run(generator.run())
     finally:
         done.set()
         publisher.join(timeout=2)
+        if stats is None:  # the run raised: nothing to audit, the record still goes
+            store.remove(record.id)
+    try:
+        audit.append(settings.home, action="finish", fault=args.kind, target="gateway",
+                     value=args.rps, outcome=audit.OK, command=f"chaosctl worker {args.id}",
+                     detail=json.dumps(stats, sort_keys=True))
+    finally:
         store.remove(record.id)
-    audit.append(settings.home, action="finish", fault=args.kind, target="gateway",
-                 value=args.rps, outcome=audit.OK, command=f"chaosctl worker {args.id}",
-                 detail=json.dumps(stats, sort_keys=True))
     return 0
 
 
@@ -91,11 +96,14 @@ def run_revert(args: argparse.Namespace, settings: Settings) -> int:
             backend.resume(args.service)
     except Exception as exc:  # noqa: BLE001 - recorded in the audit log, nothing to show it to
         outcome, detail = audit.FAILED, f"{type(exc).__name__}: {exc}"
+    # The audit line is written before the worker record goes: whoever sees the worker gone
+    # (chaos status, a script waiting on it) also finds what it did in the audit log.
+    try:
+        audit.append(settings.home, action="revert", fault=args.fault, target=args.service,
+                     value=args.action, outcome=outcome, command=f"chaosctl worker {args.id}",
+                     detail=detail or f"{args.action} {args.service} after {args.after_s:g}s")
     finally:
         store.remove(record.id)
-    audit.append(settings.home, action="revert", fault=args.fault, target=args.service,
-                 value=args.action, outcome=outcome, command=f"chaosctl worker {args.id}",
-                 detail=detail or f"{args.action} {args.service} after {args.after_s:g}s")
     return 0 if outcome == audit.OK else 1
 
 
