@@ -16,9 +16,8 @@ from typing import Any
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from chaosctl.domain import SERVICES  # noqa: F401 - re-exported while callers move to domain
 from chaosctl.errors import ConfigError
-
-SERVICES: tuple[str, ...] = ("gateway", "orders", "payments", "inventory", "notifications")
 
 
 def is_loopback(host: str) -> bool:
