@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from chaosctl.config import load_settings  # noqa: E402
 from chaosctl.playbook import api  # noqa: E402
-from tests.e2e.playbook_traffic import Traffic  # noqa: E402
+from tests.e2e.playbook_traffic import IncidentTraffic as Traffic  # noqa: E402
 
 os.environ.setdefault("CHAOSCTL_REMEDIATION_CAP", "1000")  # many runs of the same playbook
 settings = load_settings()

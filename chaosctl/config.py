@@ -3,31 +3,27 @@
 Precedence, highest first: command-line flags (passed as overrides), `CHAOSCTL_*` environment
 variables, the config file (`$CHAOSCTL_CONFIG`, else `$CHAOSCTL_HOME/config.toml`), defaults.
 Defaults are the runbook's ports on 127.0.0.1.
+
+Why a stdlib dataclass and not a pydantic-settings model: every command loads the settings,
+`chaosctl health` first of all, and must start as fast as the runbook's curl loop. CPU time of
+`python -c "import X"` on the 2-core machine (median of 7, getrusage of the child, loaded
+machine): bare interpreter 24 ms, pydantic 231 ms, pydantic_settings 411 ms, this module with
+pydantic-settings 456 ms; as a dataclass it adds a few ms to the interpreter (figures in
+README's health section). Eleven fields with their checks are less code than that costs.
 """
 
 from __future__ import annotations
 
-import ipaddress
+import json
 import os
-import tomllib
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from chaosctl.domain import SERVICES  # noqa: F401 - re-exported while callers move to domain
+from chaosctl.domain import is_loopback
 from chaosctl.errors import ConfigError
 
-
-def is_loopback(host: str) -> bool:
-    """localhost or a loopback IP; a name that merely starts with "127." is not."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+ENV_PREFIX = "CHAOSCTL_"
 
 
 def default_home() -> Path:
@@ -35,12 +31,16 @@ def default_home() -> Path:
     return Path(base) / "chaosctl"
 
 
-class Settings(BaseSettings):
-    """Everything a command needs to find and drive the stack."""
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a command needs to find and drive the stack.
 
-    model_config = SettingsConfigDict(env_prefix="CHAOSCTL_", extra="forbid")
+    `Settings(...)` holds exactly the values given (checked, strings converted like values
+    from the environment); `load_settings()` adds the config file and `CHAOSCTL_*` variables.
+    A bad value raises ConfigError (exit 2) naming the field.
+    """
 
-    home: Path = Field(default_factory=default_home)
+    home: Path = field(default_factory=default_home)
     host: str = "127.0.0.1"
     gateway_port: int = 8000
     orders_port: int = 8001
@@ -55,24 +55,13 @@ class Settings(BaseSettings):
     start_timeout: float = 60.0
     backend: str = "local"
 
-    @field_validator(
-        "gateway_port", "orders_port", "payments_port", "inventory_port",
-        "notifications_port", "redis_port", "prometheus_port",
-    )
-    @classmethod
-    def _port_range(cls, v: int) -> int:
-        if not 1 <= v <= 65535:
-            raise ValueError(f"port {v} is outside 1-65535")
-        return v
-
-    @field_validator("host")
-    @classmethod
-    def _loopback_only(cls, v: str) -> str:
-        if not is_loopback(v):
-            raise ValueError(
-                f"host {v!r} is not a loopback address; chaosctl only drives 127.0.0.1"
-            )
-        return v
+    def __post_init__(self) -> None:
+        values, problems = _checked({name: getattr(self, name) for name in FIELDS})
+        if problems:
+            raise ConfigError(f"invalid settings: {'; '.join(problems)}",
+                              hint="pass values of the documented types")
+        for name, value in values.items():
+            object.__setattr__(self, name, value)  # frozen: only the converted value
 
     # -- derived -----------------------------------------------------------------------
     def port(self, service: str) -> int:
@@ -109,8 +98,121 @@ class Settings(BaseSettings):
         except OSError:
             return None
 
+    # -- passing settings to a subprocess (chaos workers) ------------------------------
+    def to_json(self) -> str:
+        """Every field as one JSON object; `Settings.from_json` reads it back."""
+        return json.dumps({name: (str(value) if isinstance(value, Path) else value)
+                           for name in FIELDS for value in (getattr(self, name),)})
 
-def _config_file(overrides: dict[str, Any]) -> Path | None:
+    @classmethod
+    def from_json(cls, raw: str) -> Settings:
+        """The settings `to_json` wrote; ConfigError for anything else."""
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise ConfigError(f"settings JSON is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError("settings JSON is not an object")
+        unknown = sorted(set(data) - set(FIELDS))
+        if unknown:
+            raise ConfigError(f"invalid settings: {_unknown(unknown)}")
+        return cls(**data)
+
+
+FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Settings))
+PORT_FIELDS = frozenset(name for name in FIELDS if name.endswith("_port"))
+
+
+# -- conversion and checks: one "field: problem" line per bad value --------------------------
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lstrip("+-").isdigit():
+            return int(text)
+    raise ValueError(f"{value!r} is not an integer")
+
+
+def _float(value: Any) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            pass
+    raise ValueError(f"{value!r} is not a number")
+
+
+def _str(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    raise ValueError(f"{value!r} is not a string")
+
+
+def _home(value: Any) -> Path:
+    if isinstance(value, Path):
+        return value
+    if isinstance(value, str) and value:
+        return Path(value)
+    raise ValueError(f"{value!r} is not a directory path")
+
+
+def _host(value: Any) -> str:
+    host = _str(value)
+    if not is_loopback(host):
+        raise ValueError(f"{host!r} is not a loopback address; chaosctl only drives 127.0.0.1")
+    return host
+
+
+def _port(value: Any) -> int:
+    port = _int(value)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port {port} is outside 1-65535")
+    return port
+
+
+def _timeout(value: Any) -> float:
+    seconds = _float(value)
+    if not seconds > 0:  # also refuses NaN
+        raise ValueError(f"{value!r} is not a positive number of seconds")
+    return seconds
+
+
+def _optional_str(value: Any) -> str | None:
+    return None if value is None else _str(value)
+
+
+_CONVERT = {"home": _home, "host": _host, "database_url": _optional_str,
+            "start_timeout": _timeout, "backend": _str}
+
+
+def _checked(values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """`values` converted to the fields' types, and a "field: problem" line for each bad one."""
+    out: dict[str, Any] = {}
+    problems: list[str] = []
+    for name, value in values.items():
+        convert = _port if name in PORT_FIELDS else _CONVERT[name]
+        try:
+            out[name] = convert(value)
+        except ValueError as exc:
+            problems.append(f"{name}: {exc}")
+    return out, problems
+
+
+def _unknown(names: list[str]) -> str:
+    return "; ".join(f"{name}: unknown setting (known: {', '.join(FIELDS)})" for name in names)
+
+
+# -- sources -----------------------------------------------------------------------------------
+
+
+def _config_file(overrides: dict[str, Any], env: dict[str, str]) -> Path | None:
     explicit = os.environ.get("CHAOSCTL_CONFIG")
     if explicit:
         path = Path(explicit)
@@ -120,13 +222,15 @@ def _config_file(overrides: dict[str, Any]) -> Path | None:
                 hint="create it or unset CHAOSCTL_CONFIG",
             )
         return path
-    home = overrides.get("home") or os.environ.get("CHAOSCTL_HOME") or default_home()
+    home = overrides.get("home") or env.get("home") or default_home()
     path = Path(home) / "config.toml"
     return path if path.is_file() else None
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
     """The TOML table in `path`; ConfigError (exit 2) naming the file for any unreadable one."""
+    import tomllib  # only when there is a file: it costs more than the rest of this module
+
     fix = f"fix {path} (TOML, UTF-8, e.g. gateway_port = 8000) or point CHAOSCTL_CONFIG elsewhere"
     try:
         text = path.read_bytes().decode("utf-8")
@@ -141,26 +245,35 @@ def _read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}", hint=fix) from None
 
 
+def _environment() -> dict[str, str]:
+    """The `CHAOSCTL_<FIELD>` variables that name a field (case-insensitive, as before)."""
+    found: dict[str, str] = {}
+    for key, value in os.environ.items():
+        upper = key.upper()
+        if upper.startswith(ENV_PREFIX):
+            name = upper[len(ENV_PREFIX):].lower()
+            if name in FIELDS:
+                found[name] = value
+    return found
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Build the settings; raise ConfigError naming the bad field and source."""
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    file_values: dict[str, Any] = {}
-    path = _config_file(overrides)
-    if path is not None:
-        file_values = _read_config_file(path)
-    env_keys = {
-        name for name in Settings.model_fields if f"CHAOSCTL_{name.upper()}" in os.environ
-    }
-    # Environment beats the file: drop file values that the environment also sets.
-    init = {k: v for k, v in file_values.items() if k not in env_keys}
-    init.update(overrides)
-    try:
-        return Settings(**init)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
-            for err in exc.errors()
-        )
+    unknown = sorted(set(overrides) - set(FIELDS))
+    if unknown:
+        raise TypeError(f"load_settings() got unknown settings {unknown}")
+    env = _environment()
+    path = _config_file(overrides, env)
+    file_values = _read_config_file(path) if path is not None else {}
+    # Flags beat the environment, which beats the file, which beats the defaults.
+    merged = {**file_values, **env, **overrides}
+    values, problems = _checked({k: v for k, v in merged.items() if k in FIELDS})
+    bad_keys = sorted(k for k in file_values if k not in FIELDS)
+    if bad_keys:
+        problems.append(_unknown(bad_keys))
+    if problems:
         where = f" (config file {path} or CHAOSCTL_* environment)" if path else " (CHAOSCTL_*)"
-        raise ConfigError(f"invalid configuration{where}: {problems}",
-                          hint="fix that value in the file or the CHAOSCTL_* variable") from None
+        raise ConfigError(f"invalid configuration{where}: {'; '.join(problems)}",
+                          hint="fix that value in the file or the CHAOSCTL_* variable")
+    return Settings(**values)

@@ -7,6 +7,7 @@ anything of chaosctl but `errors`, so the layers above depend only downward:
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Literal, get_args
@@ -110,3 +111,13 @@ def sqlalchemy_url(url: str) -> str:
     if url.startswith("postgresql://"):
         return "postgresql+psycopg://" + url.removeprefix("postgresql://")
     return url
+
+
+def is_loopback(host: str) -> bool:
+    """localhost or a loopback IP; a name that merely starts with "127." is not."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

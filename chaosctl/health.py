@@ -9,81 +9,115 @@ Checks, all at once with short timeouts so a paused (SIGSTOPped) process shows u
   (the runbook's "may have been left enabled"),
 - Prometheus: `/-/ready` and whether every active scrape target is up.
 
+`chaosctl health` is the runbook's first command and must start as fast as its curl loop, so
+this module imports the standard library only, and little of it. CPU time of
+`python -c "import X"` on the 2-core machine (median of 7 under load, minus the bare
+interpreter's): httpx ~250 ms, redis-py ~300 ms, pydantic ~210 ms, asyncio ~100 ms,
+http.client ~40 ms (it pulls in the email package and ssl); socket + threading + json ~35 ms.
+Hence:
+
+- transport: the client layer's socket GET (`chaosctl.clients.http.get`: HTTP/1.0, read to
+  the end) and a socket speaking RESP to Redis here, one thread per check. Neither reads
+  proxy variables (the contract's trust_env=False for free), and every address is the
+  configured loopback host (Settings refuses any other);
+- results: the plain dataclasses below, one per pydantic model of
+  `chaosctl.results.health`, with the same names, fields and defaults. Those models stay the
+  documented contract (`--help`, README, tests/unit/test_json_contracts.py); the tests
+  validate what this module builds against them (tests/unit/test_health_report.py checks
+  that the two sets of fields agree), so a run does not pay for pydantic.
+
 This module never prints; `chaosctl.cli.health` renders the report.
 """
 
 from __future__ import annotations
 
-import asyncio
+import socket
+import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, TypeVar
 
-import httpx
-from pydantic import BaseModel, Field
-
-from chaosctl.chaos.catalogue import CHAOS_KEYS
-from chaosctl.config import SERVICES, Settings
+from chaosctl.clients.http import GET_ERRORS, get
+from chaosctl.config import Settings
+from chaosctl.domain import CHAOS_KEYS, SERVICES
 from chaosctl.errors import ExitCode
+
+__all__ = [
+    "CHAOS_KEYS", "Breaker", "BreakersHealth", "ChaosKey", "HealthReport", "PrometheusHealth",
+    "RedisHealth", "ServiceHealth", "Target", "build_report", "check_health", "exit_code",
+]
 
 DEFAULT_TIMEOUT_S = 2.0
 SERVICE_STATUSES = ("ok", "degraded", "down")
+BREAKER_STATES = ("closed", "open", "half_open")
+TARGET_HEALTH = ("up", "down", "unknown")
 
 
-class ServiceHealth(BaseModel):
-    """One service's answer to `GET /health`."""
+# -- the report: plain data shaped like chaosctl.results.health's models ---------------------
+# Statuses are the models' Literals (ServiceStatus, BreakerState, ...), kept as plain str here.
 
-    # ok | degraded | down (what the service said) | unreachable | error (bad answer)
+
+@dataclass(slots=True)
+class ServiceHealth:
     status: str
     url: str
     latency_ms: float | None = None
     detail: str = ""
 
 
-class Breaker(BaseModel):
-    state: str  # closed | open | half_open
+@dataclass(slots=True)
+class Breaker:
+    state: str
     failure_rate: float | None = None
     calls_in_window: int | None = None
     owner: str | None = None
     next_probe_at: float | None = None
 
 
-class BreakersHealth(BaseModel):
-    status: str  # ok (the gateway answered) | unreachable | error
+@dataclass(slots=True)
+class BreakersHealth:
+    status: str
     url: str
     detail: str = ""
-    states: dict[str, Breaker] = Field(default_factory=dict)
+    states: dict[str, Breaker] = field(default_factory=dict)
 
 
-class RedisHealth(BaseModel):
-    status: str  # ok | unreachable
+@dataclass(slots=True)
+class RedisHealth:
+    status: str
     url: str
     latency_ms: float | None = None
     detail: str = ""
 
 
-class Target(BaseModel):
+@dataclass(slots=True)
+class Target:
     job: str
     instance: str
-    health: str  # what Prometheus says: up | down | unknown
+    health: str
     last_error: str = ""
 
 
-class PrometheusHealth(BaseModel):
-    status: str  # ok (ready) | not_ready | unreachable | error
+@dataclass(slots=True)
+class PrometheusHealth:
+    status: str
     url: str
     targets_total: int = 0
-    targets_down: list[Target] = Field(default_factory=list)
     detail: str = ""
+    targets_down: list[Target] = field(default_factory=list)
 
 
-class ChaosKey(BaseModel):
+@dataclass(slots=True)
+class ChaosKey:
     key: str
     value: str
-    ttl_s: int | None = None  # None: the key has no TTL (a contract breach worth seeing)
+    ttl_s: int | None = None
 
 
-class HealthReport(BaseModel):
-    """The whole picture; `model_dump(mode="json")` is the `health --json` shape."""
+@dataclass(slots=True)
+class HealthReport:
+    """`healthy` is true exactly when `problems` is empty."""
 
     healthy: bool
     problems: list[str]
@@ -94,28 +128,36 @@ class HealthReport(BaseModel):
     chaos: list[ChaosKey]
     checked_at: float
 
-    @classmethod
-    def build(
-        cls,
-        *,
-        services: dict[str, ServiceHealth],
-        breakers: BreakersHealth,
-        redis: RedisHealth,
-        prometheus: PrometheusHealth,
-        chaos: list[ChaosKey],
-        checked_at: float | None = None,
-    ) -> HealthReport:
-        problems = find_problems(services, breakers, redis, prometheus, chaos)
-        return cls(
-            healthy=not problems,
-            problems=problems,
-            services=services,
-            breakers=breakers,
-            redis=redis,
-            prometheus=prometheus,
-            chaos=chaos,
-            checked_at=time.time() if checked_at is None else checked_at,
-        )
+    def to_json(self) -> dict[str, Any]:
+        """The `chaosctl health --json` object (chaosctl.results.health.HealthReport)."""
+        return asdict(self)
+
+    def model_dump(self, mode: str = "json") -> dict[str, Any]:
+        """`to_json`, for callers written when this was the pydantic model (playbook/api.py)."""
+        return self.to_json()
+
+
+def build_report(
+    *,
+    services: dict[str, ServiceHealth],
+    breakers: BreakersHealth,
+    redis: RedisHealth,
+    prometheus: PrometheusHealth,
+    chaos: list[ChaosKey],
+    checked_at: float | None = None,
+) -> HealthReport:
+    """The report with its verdict: healthy exactly when no problem was found."""
+    problems = find_problems(services, breakers, redis, prometheus, chaos)
+    return HealthReport(
+        healthy=not problems,
+        problems=problems,
+        services=services,
+        breakers=breakers,
+        redis=redis,
+        prometheus=prometheus,
+        chaos=chaos,
+        checked_at=time.time() if checked_at is None else checked_at,
+    )
 
 
 def find_problems(
@@ -131,7 +173,8 @@ def find_problems(
         if svc.status != "ok":
             problems.append(f"{name} is {svc.status}" + (f": {svc.detail}" if svc.detail else ""))
     if breakers.status != "ok":
-        problems.append(f"breakers unknown: gateway /status/breakers {breakers.status}")
+        problems.append(f"breakers unknown: gateway /status/breakers {breakers.status}"
+                        + (f": {breakers.detail}" if breakers.detail else ""))
     for downstream, breaker in breakers.states.items():
         if breaker.state != "closed":
             owner = breaker.owner or "gateway"
@@ -204,6 +247,12 @@ def parse_service_health(url: str, http_status: int, body: Any, latency_ms: floa
     return ServiceHealth(status=body["status"], url=url, latency_ms=latency_ms, detail=detail)
 
 
+def _number(value: Any) -> float | None:
+    # float() as the model's `float | None` field would: 1 is shown as 1.0.
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
+        else None
+
+
 def parse_breakers(url: str, body: Any) -> BreakersHealth:
     states = body.get("breakers") if isinstance(body, dict) else None
     if not isinstance(states, dict):
@@ -211,12 +260,19 @@ def parse_breakers(url: str, body: Any) -> BreakersHealth:
     parsed: dict[str, Breaker] = {}
     for downstream, raw in sorted(states.items()):
         raw = raw if isinstance(raw, dict) else {}
-        parsed[downstream] = Breaker(
-            state=str(raw.get("state", "unknown")),
-            failure_rate=raw.get("failure_rate"),
-            calls_in_window=raw.get("calls_in_window"),
-            owner=raw.get("owner"),
-            next_probe_at=raw.get("next_probe_at"),
+        state = raw.get("state")
+        if state not in BREAKER_STATES:
+            return BreakersHealth(status="error", url=url,
+                                  detail=f"unexpected state {state!r} for {downstream}")
+        calls = raw.get("calls_in_window")
+        owner = raw.get("owner")
+        parsed[str(downstream)] = Breaker(
+            state=state,
+            failure_rate=_number(raw.get("failure_rate")),
+            calls_in_window=calls if isinstance(calls, int) and not isinstance(calls, bool)
+            else None,
+            owner=owner if isinstance(owner, str) else None,
+            next_probe_at=_number(raw.get("next_probe_at")),
         )
     return BreakersHealth(status="ok", url=url, states=parsed)
 
@@ -227,123 +283,137 @@ def parse_targets(url: str, body: Any) -> PrometheusHealth:
         active = body["data"]["activeTargets"]
     except (KeyError, TypeError):
         return PrometheusHealth(status="error", url=url, detail="unexpected /api/v1/targets body")
+    if not active:
+        # Our stack always configures targets; none means a wrong or empty prometheus.yml.
+        return PrometheusHealth(status="error", url=url, detail="no active scrape targets")
     down = [
         Target(
             job=str(t.get("labels", {}).get("job", "?")),
             instance=str(t.get("labels", {}).get("instance", t.get("scrapeUrl", "?"))),
-            health=str(t.get("health", "unknown")),
+            health=t.get("health") if t.get("health") in TARGET_HEALTH else "unknown",
             last_error=str(t.get("lastError") or ""),
         )
         for t in active
         if t.get("health") != "up"
     ]
-    if not active:
-        # Our stack always configures targets; none means a wrong or empty prometheus.yml.
-        return PrometheusHealth(status="error", url=url, detail="no active scrape targets")
     down.sort(key=lambda t: (t.job, t.instance))
     return PrometheusHealth(status="ok", url=url, targets_total=len(active), targets_down=down)
 
 
-def _unreachable_detail(exc: Exception, timeout: float) -> str:
-    if isinstance(exc, httpx.TimeoutException):
+def _unreachable_detail(exc: BaseException, timeout: float) -> str:
+    if isinstance(exc, TimeoutError):  # socket.timeout is TimeoutError since Python 3.10
         return f"no answer within {timeout:g}s (paused or overloaded?)"
-    if isinstance(exc, httpx.ConnectError):
+    if isinstance(exc, ConnectionRefusedError):
         return "connection refused (not running?)"
     return f"{type(exc).__name__}: {exc}"[:120]
 
 
-def _redis_error_detail(exc: Exception, timeout: float) -> str:
-    from redis.exceptions import TimeoutError as RedisTimeout
+# -- transport: one short-lived connection per check ------------------------------------------
 
-    text = str(exc)
-    if isinstance(exc, (TimeoutError, RedisTimeout)):
-        return f"no answer within {timeout:g}s (paused or overloaded?)"
-    if "refused" in text or "Error 111" in text:
-        return "connection refused (not running?)"
-    return f"{type(exc).__name__}: {text}"[:120]
+
+
+
+class RedisReplyError(Exception):
+    """Redis answered with an error reply (e.g. NOAUTH)."""
+
+
+def _resp(*words: str) -> bytes:
+    out = [f"*{len(words)}\r\n".encode()]
+    for word in words:
+        data = word.encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+def _read_reply(stream: Any) -> Any:
+    line = stream.readline()
+    if not line.endswith(b"\r\n"):
+        raise ConnectionResetError("Redis closed the connection mid-reply")
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"+":
+        return rest.decode()
+    if kind == b"-":
+        raise RedisReplyError(rest.decode(errors="replace"))
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        size = int(rest)
+        if size < 0:
+            return None
+        data = stream.read(size + 2)
+        return data[:-2].decode(errors="replace")
+    if kind == b"*":
+        return [_read_reply(stream) for _ in range(int(rest))]
+    raise RedisReplyError(f"unexpected reply {line[:40]!r}")
 
 
 # -- the checks ------------------------------------------------------------------------------
 
 
-async def _check_service(client: httpx.AsyncClient, url: str, timeout: float) -> ServiceHealth:
+def _check_service(url: str, timeout: float) -> ServiceHealth:
     start = time.perf_counter()
     try:
-        resp = await client.get(f"{url}/health")
-    except httpx.HTTPError as exc:
-        detail = _unreachable_detail(exc, timeout)
-        return ServiceHealth(status="unreachable", url=url, detail=detail)
+        answer = get(f"{url}/health", timeout)
+    except GET_ERRORS as exc:
+        return ServiceHealth(status="unreachable", url=url,
+                             detail=_unreachable_detail(exc, timeout))
     latency = round((time.perf_counter() - start) * 1000, 1)
     try:
-        body: Any = resp.json()
+        body: Any = answer.json()
     except ValueError:
-        body = resp.text
-    return parse_service_health(url, resp.status_code, body, latency)
+        body = answer.body.decode(errors="replace")
+    return parse_service_health(url, answer.status, body, latency)
 
 
-async def _check_breakers(
-    client: httpx.AsyncClient, gateway_url: str, timeout: float
-) -> BreakersHealth:
+def _check_breakers(gateway_url: str, timeout: float) -> BreakersHealth:
     url = f"{gateway_url}/status/breakers"
     try:
-        resp = await client.get(url)
-        resp.raise_for_status()
-        return parse_breakers(url, resp.json())
-    except httpx.HTTPStatusError as exc:
-        return BreakersHealth(status="error", url=url, detail=f"HTTP {exc.response.status_code}")
-    except httpx.HTTPError as exc:
-        detail = _unreachable_detail(exc, timeout)
-        return BreakersHealth(status="unreachable", url=url, detail=detail)
+        answer = get(url, timeout)
+    except GET_ERRORS as exc:
+        return BreakersHealth(status="unreachable", url=url,
+                              detail=_unreachable_detail(exc, timeout))
+    if answer.status >= 400:
+        return BreakersHealth(status="error", url=url, detail=f"HTTP {answer.status}")
+    try:
+        return parse_breakers(url, answer.json())
     except ValueError:
         return BreakersHealth(status="error", url=url, detail="answer is not JSON")
 
 
-async def _check_prometheus(
-    client: httpx.AsyncClient, prom_url: str, timeout: float
-) -> PrometheusHealth:
+def _check_prometheus(prom_url: str, timeout: float) -> PrometheusHealth:
     try:
-        ready = await client.get(f"{prom_url}/-/ready")
-        if ready.status_code != 200:
-            return PrometheusHealth(
-                status="not_ready", url=prom_url, detail=f"/-/ready answered {ready.status_code}"
-            )
-        targets = await client.get(f"{prom_url}/api/v1/targets", params={"state": "active"})
-        targets.raise_for_status()
+        ready = get(f"{prom_url}/-/ready", timeout)
+        if ready.status != 200:
+            return PrometheusHealth(status="not_ready", url=prom_url,
+                                    detail=f"/-/ready answered {ready.status}")
+        targets = get(f"{prom_url}/api/v1/targets?state=active", timeout)
+    except GET_ERRORS as exc:
+        return PrometheusHealth(status="unreachable", url=prom_url,
+                                detail=_unreachable_detail(exc, timeout))
+    if targets.status >= 400:
+        return PrometheusHealth(status="error", url=prom_url, detail=f"HTTP {targets.status}")
+    try:
         return parse_targets(prom_url, targets.json())
-    except httpx.HTTPStatusError as exc:
-        return PrometheusHealth(
-            status="error", url=prom_url, detail=f"HTTP {exc.response.status_code}"
-        )
-    except httpx.HTTPError as exc:
-        return PrometheusHealth(
-            status="unreachable", url=prom_url, detail=_unreachable_detail(exc, timeout)
-        )
     except ValueError:
         return PrometheusHealth(status="error", url=prom_url, detail="answer is not JSON")
 
 
-async def _check_redis(settings: Settings, timeout: float) -> tuple[RedisHealth, list[ChaosKey]]:
-    import redis.asyncio as aioredis
-    from redis.exceptions import RedisError
-
+def _check_redis(settings: Settings, timeout: float) -> tuple[RedisHealth, list[ChaosKey]]:
     url = settings.redis_url
-    client = aioredis.Redis.from_url(
-        url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
-    )
     try:
-        start = time.perf_counter()
-        await client.ping()
-        latency = round((time.perf_counter() - start) * 1000, 1)
-        async with client.pipeline(transaction=False) as pipe:
-            for key in CHAOS_KEYS:
-                pipe.get(key)
-                pipe.ttl(key)
-            answers = await pipe.execute()
-    except (TimeoutError, RedisError, OSError) as exc:
-        detail = _redis_error_detail(exc, timeout)
-        return RedisHealth(status="unreachable", url=url, detail=detail), []
-    finally:
-        await client.aclose()
+        with socket.create_connection((settings.host.encode(), settings.redis_port),
+                                      timeout=timeout) as sock:
+            stream = sock.makefile("rb")
+            start = time.perf_counter()
+            sock.sendall(_resp("PING"))
+            _read_reply(stream)
+            latency = round((time.perf_counter() - start) * 1000, 1)
+            # One pipelined round trip: GET and TTL of every chaos key.
+            sock.sendall(b"".join(_resp(op, key) for key in CHAOS_KEYS for op in ("GET", "TTL")))
+            answers = [_read_reply(stream) for _ in range(2 * len(CHAOS_KEYS))]
+    except (OSError, RedisReplyError, ValueError) as exc:
+        return RedisHealth(status="unreachable", url=url,
+                           detail=_unreachable_detail(exc, timeout)), []
     chaos = []
     for i, key in enumerate(CHAOS_KEYS):
         value, ttl = answers[2 * i], answers[2 * i + 1]
@@ -353,29 +423,46 @@ async def _check_redis(settings: Settings, timeout: float) -> tuple[RedisHealth,
     return RedisHealth(status="ok", url=url, latency_ms=latency), chaos
 
 
-async def check_health_async(
-    settings: Settings, timeout: float = DEFAULT_TIMEOUT_S
-) -> HealthReport:
-    # No proxies from the environment: every address is loopback by contract.
-    async with httpx.AsyncClient(timeout=timeout, trust_env=False) as client:
-        service_checks = [_check_service(client, settings.url(s), timeout) for s in SERVICES]
-        results = await asyncio.gather(
-            *service_checks,
-            _check_breakers(client, settings.url("gateway"), timeout),
-            _check_prometheus(client, settings.prometheus_url, timeout),
-            _check_redis(settings, timeout),
-        )
-    services = dict(zip(SERVICES, results[: len(SERVICES)], strict=True))
-    breakers, prometheus, (redis_health, chaos) = results[len(SERVICES) :]
-    return HealthReport.build(
-        services=services,
-        breakers=breakers,
-        redis=redis_health,
-        prometheus=prometheus,
-        chaos=chaos,
-    )
+T = TypeVar("T")
+
+
+def _in_thread(fn: Callable[..., T], *args: Any) -> Callable[[], T]:
+    """Start fn(*args) in a daemon thread; the returned callable waits for its result."""
+    box: list[Any] = []
+
+    def target() -> None:
+        try:
+            box.append((True, fn(*args)))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            box.append((False, exc))
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+
+    def result() -> T:
+        thread.join()
+        ok, value = box[0]
+        if not ok:
+            raise value
+        return value  # type: ignore[no-any-return]
+
+    return result
 
 
 def check_health(settings: Settings, timeout: float = DEFAULT_TIMEOUT_S) -> HealthReport:
-    """One concurrent health check of the whole stack; never raises for an unhealthy stack."""
-    return asyncio.run(check_health_async(settings, timeout))
+    """One concurrent health check of the whole stack; never raises for an unhealthy stack.
+
+    Safe to call from any thread, inside a running event loop or not (no asyncio here).
+    """
+    services = {name: _in_thread(_check_service, settings.url(name), timeout)
+                for name in SERVICES}
+    breakers = _in_thread(_check_breakers, settings.url("gateway"), timeout)
+    prometheus = _in_thread(_check_prometheus, settings.prometheus_url, timeout)
+    redis_health, chaos = _check_redis(settings, timeout)  # this thread's share of the work
+    return build_report(
+        services={name: wait() for name, wait in services.items()},
+        breakers=breakers(),
+        redis=redis_health,
+        prometheus=prometheus(),
+        chaos=chaos,
+    )

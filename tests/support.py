@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:  # the benchmarks import this module too: no pytest at run time for them
+    import pytest
 
 T = TypeVar("T")
 
@@ -42,3 +46,18 @@ def wait_for(
             last_exc = exc
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last error: {last_exc!r}")
+
+
+def mark_directory(items: Iterable[pytest.Item], directory: Path, marker: str) -> None:
+    """Add `marker` to every collected test under `directory` (a conftest's own folder).
+
+    Directory conftests call this from a `tryfirst` pytest_collection_modifyitems, so the
+    marker is in place before `-m` deselects: `pytest -m "not e2e"` is the fast subset, and
+    no test file has to remember to mark itself.
+    """
+    import pytest
+
+    mark = getattr(pytest.mark, marker)
+    for item in items:
+        if directory in item.path.parents:
+            item.add_marker(mark)

@@ -1,4 +1,6 @@
-"""The fault catalogue: every fault `chaosctl inject` knows, its parameters and their ranges.
+"""Validating a fault request: every parameter of a fault `chaosctl inject` knows, in range.
+
+The fault table itself (names, keys, limits) is domain data in chaosctl.domain.
 
 Validation happens here, before anything touches the stack, so a bad value (rate 1.5, a
 negative duration, an unknown service) is refused with exit 2 and nothing is set. The
@@ -10,10 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from chaosctl.domain import (  # noqa: F401 - re-exported while callers move to domain
-    CHAOS_KEYS,
+from chaosctl.domain import (
     DEFAULT_TTL_S,
-    DESCRIPTIONS,
     FAULTS,
     MAX_BURST_REQUESTS,
     MAX_FOR_S,
@@ -23,9 +23,7 @@ from chaosctl.domain import (  # noqa: F401 - re-exported while callers move to 
     MAX_TTL_S,
     PROCESS_FAULTS,
     REDIS_FAULTS,
-    SERVICE_FAULTS,
     SERVICES,
-    WORKER_FAULTS,
     RedisFault,
     parse_duration,
 )

@@ -14,13 +14,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
+
 from chaosctl.chaos import audit
-from chaosctl.chaos.active_state import WorkerRecord, WorkerStore
-from chaosctl.chaos.catalogue import CHAOS_KEYS, FAULTS, REDIS_FAULTS
-from chaosctl.chaos.status import ActiveFault, ChaosStatus, collect, redis_client
+from chaosctl.chaos.status import ActiveFault, ChaosStatus, collect
 from chaosctl.chaos.undo_guard import KIND as GUARD_KIND
-from chaosctl.config import SERVICES, Settings
+from chaosctl.clients.http import http_client
+from chaosctl.clients.redis import RedisError, stack_redis
+from chaosctl.config import Settings
+from chaosctl.domain import CHAOS_KEYS, FAULTS, REDIS_FAULTS, SERVICES
 from chaosctl.errors import InvalidInputError
+from chaosctl.runtime import get_backend
+from chaosctl.runtime.workers import WorkerRecord, WorkerStore
 
 HTTP_TIMEOUT_S = 2.0
 GUARD_SETTLE_S = 15.0  # how long clear waits for an undo guard of a service it resumed
@@ -100,10 +105,8 @@ class ClearResult:
 def delete_keys(settings: Settings, keys: list[str]) -> list[dict[str, str]]:
     """Delete chaos keys; per service through DELETE /chaos/config, else in Redis directly.
 
-    Returns actions; raises redis.RedisError when the Redis fallback is needed and fails.
+    Returns actions; raises RedisError when the Redis fallback is needed and fails.
     """
-    import httpx
-
     actions: list[dict[str, str]] = []
     fallback: list[str] = []
     for service in ("payments", "inventory"):
@@ -114,10 +117,10 @@ def delete_keys(settings: Settings, keys: list[str]) -> list[dict[str, str]]:
         everything = len(mine) == sum(s.service == service for s in REDIS_FAULTS.values())
         queries = [None] if everything else [s.field for s in mine]
         try:
-            for fault in queries:
-                response = httpx.delete(url, params={"fault": fault} if fault else None,
-                                        timeout=HTTP_TIMEOUT_S, trust_env=False)
-                response.raise_for_status()
+            with http_client(timeout=HTTP_TIMEOUT_S) as client:
+                for fault in queries:
+                    response = client.delete(url, params={"fault": fault} if fault else None)
+                    response.raise_for_status()
         except httpx.HTTPError as exc:
             fallback += [s.key for s in mine]
             actions.append({"action": "delete_keys", "target": service,
@@ -127,7 +130,7 @@ def delete_keys(settings: Settings, keys: list[str]) -> list[dict[str, str]]:
         actions.append({"action": "delete_keys", "target": service,
                         "how": f"DELETE /chaos/config ({', '.join(s.key for s in mine)})"})
     if fallback:
-        client = redis_client(settings)
+        client = stack_redis(settings)
         try:
             client.delete(*fallback)
         finally:
@@ -139,10 +142,6 @@ def delete_keys(settings: Settings, keys: list[str]) -> list[dict[str, str]]:
 
 def clear(settings: Settings, target: str | None = None) -> ClearResult:
     """Undo every active fault TARGET covers (None: all), then verify. Audited."""
-    import redis
-
-    from chaosctl.runtime import get_backend
-
     started = time.monotonic()
     sel = selector(target)
     result = ClearResult(sel.target)
@@ -163,7 +162,7 @@ def clear(settings: Settings, target: str | None = None) -> ClearResult:
     if keys:
         try:
             result.actions += delete_keys(settings, keys)
-        except redis.RedisError as exc:
+        except RedisError as exc:
             result.problems.append(f"Redis is unreachable ({exc}); could not delete "
                                    f"{', '.join(keys)}")
     # 3. Paused services resume; 4. killed services start (with their replica counts).
@@ -224,14 +223,12 @@ def drop_keys_for_down(settings: Settings) -> list[str]:
     already down has nothing to delete now, and its keys keep their TTL. Audited when it
     deleted anything.
     """
-    import redis
-
-    client = redis_client(settings)
+    client = stack_redis(settings)
     try:
         present = [key for key in ALL_KEYS if client.exists(key)]
         if present:
             client.delete(*present)
-    except redis.RedisError:
+    except RedisError:
         return []
     finally:
         client.close()

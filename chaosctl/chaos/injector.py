@@ -13,12 +13,20 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from chaosctl.chaos import audit
-from chaosctl.chaos.active_state import WorkerRecord, WorkerStore, new_id
-from chaosctl.chaos.catalogue import REDIS_FAULTS, FaultRequest, RedisFault, validate
+import httpx
+
+from chaosctl.chaos import audit, undo_guard
+from chaosctl.chaos.catalogue import FaultRequest, validate
 from chaosctl.chaos.errors import InjectionFailedError
+from chaosctl.chaos.halt import delete_keys
+from chaosctl.chaos.worker import spawn_command
+from chaosctl.clients.http import http_post
 from chaosctl.config import Settings
+from chaosctl.domain import REDIS_FAULTS, RedisFault
 from chaosctl.errors import ChaosctlError
+from chaosctl.runtime import get_backend
+from chaosctl.runtime.procs import RunDir
+from chaosctl.runtime.workers import WorkerRecord, WorkerStore, new_id
 
 HTTP_TIMEOUT_S = 3.0
 SPAWN_TIMEOUT_S = 15.0
@@ -95,8 +103,6 @@ def _wire(spec: RedisFault, value: float) -> float | int:
 
 
 def _pids(settings: Settings, service: str) -> str:
-    from chaosctl.runtime.procs import RunDir
-
     pids = [r.pid for r in RunDir(settings.home / "run").records()[0]
             if r.name == service and r.is_ours()]
     return f" (pids {', '.join(map(str, pids))})" if pids else " (not running now)"
@@ -105,8 +111,6 @@ def _pids(settings: Settings, service: str) -> str:
 # -- applying ----------------------------------------------------------------------------------
 def set_key(settings: Settings, spec: RedisFault, value: float, ttl_s: int) -> dict[str, Any]:
     """POST /chaos/config and check the answer shows the value with a TTL; {value, ttl_s}."""
-    import httpx
-
     token = settings.admin_token()
     if not token:
         raise InjectionFailedError(
@@ -114,9 +118,9 @@ def set_key(settings: Settings, spec: RedisFault, value: float, ttl_s: int) -> d
             hint="start the stack with `chaosctl stack up` (it writes the token)")
     url = f"{settings.url(spec.service)}/chaos/config"
     try:
-        response = httpx.post(url, json={spec.field: _wire(spec, value), "ttl_s": ttl_s},
-                              headers={"Authorization": f"Bearer {token}"},
-                              timeout=HTTP_TIMEOUT_S, trust_env=False)
+        response = http_post(url, json={spec.field: _wire(spec, value), "ttl_s": ttl_s},
+                             headers={"Authorization": f"Bearer {token}"},
+                             timeout=HTTP_TIMEOUT_S)
     except (httpx.TimeoutException, httpx.ReadError, httpx.WriteError,
             httpx.RemoteProtocolError) as exc:
         if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)):
@@ -163,8 +167,6 @@ def set_key_or_undo(settings: Settings, fault: str, spec: RedisFault, value: flo
 
 def _undo(settings: Settings, fault: str, spec: RedisFault, value: float, ttl_s: int) -> str:
     """Start the undo guard; describe what will happen (the error message's second half)."""
-    from chaosctl.chaos import undo_guard
-
     wire = _wire(spec, value)
     until = time.time() + max(float(ttl_s), GUARD_MIN_S)
     guard_id = new_id(undo_guard.KIND)
@@ -188,8 +190,6 @@ def _undo(settings: Settings, fault: str, spec: RedisFault, value: float, ttl_s:
 def _wait_for_guards(settings: Settings, key: str) -> None:
     """A guard still undoing an earlier timed-out request for `key` would delete this one's
     value if it is the same; give it time to finish (it does once the service answers)."""
-    from chaosctl.chaos import undo_guard
-
     store = WorkerStore(settings.home)
     deadline = time.monotonic() + GUARD_WAIT_S
     while time.monotonic() < deadline and any(
@@ -199,8 +199,6 @@ def _wait_for_guards(settings: Settings, key: str) -> None:
 
 def spawn_worker(settings: Settings, kind: str, **options: Any) -> WorkerRecord:
     """Start a detached chaos worker and wait until it has recorded itself; raise if it died."""
-    from chaosctl.chaos.worker import spawn_command
-
     worker_id = new_id(kind)
     return _spawn(settings, worker_id, kind, spawn_command(kind, worker_id, settings, **options))
 
@@ -239,8 +237,6 @@ def apply(req: FaultRequest, settings: Settings) -> InjectResult:
         result.expires_at = time.time() + req.ttl_s
         return result
     if req.fault in ("service-down", "notifications-down", "service-hang"):
-        from chaosctl.runtime import get_backend
-
         hang = req.fault == "service-hang"
         backend = get_backend(settings)
         after = req.for_s or float(req.ttl_s)
@@ -273,8 +269,6 @@ def apply(req: FaultRequest, settings: Settings) -> InjectResult:
 
 
 def _delete_key(settings: Settings, spec: RedisFault) -> None:
-    from chaosctl.chaos.halt import delete_keys
-
     delete_keys(settings, [spec.key])
 
 

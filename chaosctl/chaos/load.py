@@ -1,10 +1,15 @@
-"""A bounded open-loop load generator against the gateway (also used by the game-day).
+"""The one bounded load generator against the gateway (chaos load, game day, tests, benchmarks).
 
-Open loop: arrivals follow a fixed schedule (`rps` per second) whatever the responses do, as
-real users do, so a slow stack sees its queue grow instead of the generator politely slowing
-down. Every run is bounded three ways: a duration, a total request cap, and a cap on requests
-in flight (arrivals beyond it are counted as `skipped`, never queued without limit). Targets
-must be loopback addresses.
+Open loop (the default): arrivals follow a fixed schedule (`rps` per second) whatever the
+responses do, as real users do, so a slow stack sees its queue grow instead of the generator
+politely slowing down. Every run is bounded three ways: a duration, a total request cap, and a
+cap on requests in flight (arrivals beyond it are counted as `skipped`, never queued without
+limit).
+
+Closed loop (`concurrency=N`): N workers each send their next order as soon as the previous one
+is answered, which measures what the stack can serve rather than what it is offered. `rps`
+then only caps the rate (0: uncapped); the duration and request cap still bound the run.
+Targets must be loopback addresses.
 
 `LoadGenerator` is the async core (`await run()`, `stop()`, `stats()`); `LoadRunner` runs one
 in a background thread for synchronous callers (`start()`, `stop()`, `stats()`, `join()`).
@@ -13,7 +18,6 @@ in a background thread for synchronous callers (`start()`, `stop()`, `stats()`, 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import random
 import threading
 import time
@@ -21,8 +25,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
+import httpx
+
+from chaosctl.clients.http import async_http_client, require_loopback
 from chaosctl.errors import InvalidInputError
 from chaosctl.stats import percentile
 
@@ -48,19 +54,7 @@ class Exchange:
     body: Any  # parsed JSON body, or None
     headers: dict[str, str]  # response headers, lower-case names ({} without an answer)
     latency_s: float
-
-
-def require_loopback(url: str) -> str:
-    """Refuse any target that is not this machine: load never leaves 127.0.0.1."""
-    host = urlsplit(url).hostname or ""
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
-        raise InvalidInputError(f"load target {url!r} is not a loopback address",
-                                hint="chaosctl only sends load to 127.0.0.1 / localhost")
-    return url
+    error: str | None = None  # without an answer: "timeout" or "error" (refused, reset, ...)
 
 
 def order_request(i: int) -> tuple[str, dict[str, Any], dict[str, str]]:
@@ -91,10 +85,18 @@ class LoadConfig:
     retry_on: RetryPredicate | None = None
     make_request: RequestFactory = order_request
     on_response: ResponseHook | None = None  # per-request results (the game-day timeline)
+    # Closed loop: this many workers send back-to-back; rps then caps the rate (0: no cap).
+    concurrency: int | None = None
 
     def __post_init__(self) -> None:
-        require_loopback(self.base_url)
-        if self.rps <= 0 or self.duration_s <= 0 or self.max_requests <= 0:
+        require_loopback(self.base_url, "load target")
+        if self.concurrency is not None and self.concurrency <= 0:
+            raise InvalidInputError(f"load concurrency must be above 0, got {self.concurrency}")
+        closed = self.concurrency is not None
+        if self.rps < 0 or (self.rps == 0 and not closed):
+            raise InvalidInputError("load needs rps above 0 (0 means uncapped only with "
+                                    "concurrency, the closed loop)")
+        if self.duration_s <= 0 or self.max_requests <= 0:
             raise InvalidInputError("load needs rps, duration and max_requests above 0")
 
 
@@ -159,61 +161,107 @@ class LoadGenerator:
                 pass  # the run ended (and closed its loop) between the check and the call
 
     async def run(self) -> dict[str, Any]:
-        import httpx
-
         cfg, st = self.config, self.stats_
         self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
         if self._stop_requested:
             self._stop.set()
-        limits = httpx.Limits(max_connections=cfg.max_inflight,
-                              max_keepalive_connections=cfg.max_inflight)
-        pending: set[asyncio.Task[None]] = set()
+        width = cfg.concurrency if cfg.concurrency is not None else cfg.max_inflight
         st.started_at = time.time()
         t0 = time.monotonic()
-        async with httpx.AsyncClient(base_url=cfg.base_url, limits=limits, trust_env=False,
-                                     timeout=cfg.timeout_s) as client:
-            while True:
-                if self._stop.is_set():
-                    st.stop_reason = "stopped"
-                    break
-                elapsed = time.monotonic() - t0
-                if elapsed >= cfg.duration_s:
-                    st.stop_reason = "duration"
-                    break
-                if st.sent >= cfg.max_requests or st.arrivals >= cfg.max_requests:
-                    st.stop_reason = "max_requests"
-                    break
-                # Catch up on every arrival due by now (one wake-up can cover several).
-                due = int(elapsed * cfg.rps) + 1
-                # Each arrival sends at least one request: never schedule more than the cap.
-                while st.arrivals < min(due, cfg.max_requests) and st.sent < cfg.max_requests:
-                    i = st.arrivals
-                    st.arrivals += 1
-                    if len(pending) >= cfg.max_inflight:
-                        st.skipped += 1
-                        continue
-                    task = asyncio.create_task(self._arrival(client, i))
-                    pending.add(task)
-                    task.add_done_callback(pending.discard)
-                next_at = st.arrivals / cfg.rps
-                wait = max(0.0, min(next_at - (time.monotonic() - t0), 0.5))
-                if wait:
-                    try:
-                        await asyncio.wait_for(self._stop.wait(), wait)
-                    except TimeoutError:
-                        pass
-            if pending:
-                # Let in-flight requests finish (bounded by their timeout), unless stopped.
-                if self._stop.is_set():
-                    for task in pending:
-                        task.cancel()
-                await asyncio.gather(*pending, return_exceptions=True)
+        async with async_http_client(cfg.base_url, timeout=cfg.timeout_s,
+                                     max_connections=width) as client:
+            if cfg.concurrency is None:
+                await self._open_loop(client, t0)
+            else:
+                await self._closed_loop(client, t0, cfg.concurrency)
         st.ended_at = time.time()
         return st.snapshot()
 
-    async def _arrival(self, client: Any, i: int) -> None:
-        import httpx
+    def _end_reason(self, t0: float) -> str | None:
+        """Why the run must end now, or None (the same three bounds for both loops)."""
+        cfg, st = self.config, self.stats_
+        assert self._stop is not None
+        if self._stop.is_set():
+            return "stopped"
+        if time.monotonic() - t0 >= cfg.duration_s:
+            return "duration"
+        if st.sent >= cfg.max_requests or st.arrivals >= cfg.max_requests:
+            return "max_requests"
+        return None
 
+    async def _pause(self, seconds: float) -> None:
+        """Sleep up to `seconds` (at most 0.5 s at a time), waking early on stop()."""
+        assert self._stop is not None
+        wait = max(0.0, min(seconds, 0.5))
+        if wait:
+            try:
+                await asyncio.wait_for(self._stop.wait(), wait)
+            except TimeoutError:
+                pass
+
+    async def _open_loop(self, client: httpx.AsyncClient, t0: float) -> None:
+        cfg, st = self.config, self.stats_
+        assert self._stop is not None
+        pending: set[asyncio.Task[None]] = set()
+        while True:
+            reason = self._end_reason(t0)
+            if reason is not None:
+                st.stop_reason = reason
+                break
+            # Catch up on every arrival due by now (one wake-up can cover several).
+            due = int((time.monotonic() - t0) * cfg.rps) + 1
+            # Each arrival sends at least one request: never schedule more than the cap.
+            while st.arrivals < min(due, cfg.max_requests) and st.sent < cfg.max_requests:
+                i = st.arrivals
+                st.arrivals += 1
+                if len(pending) >= cfg.max_inflight:
+                    st.skipped += 1
+                    continue
+                task = asyncio.create_task(self._arrival(client, i))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+            await self._pause(st.arrivals / cfg.rps - (time.monotonic() - t0))
+        if pending:
+            # Let in-flight requests finish (bounded by their timeout), unless stopped.
+            if self._stop.is_set():
+                for task in pending:
+                    task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _closed_loop(self, client: httpx.AsyncClient, t0: float, workers: int) -> None:
+        cfg, st = self.config, self.stats_
+        assert self._stop is not None
+
+        async def worker() -> None:
+            while True:
+                reason = self._end_reason(t0)
+                if reason is not None:
+                    st.stop_reason = st.stop_reason or reason
+                    return
+                i = st.arrivals
+                if cfg.rps > 0:
+                    # The cap: arrival i is not sent before i / rps seconds into the run.
+                    early = t0 + i / cfg.rps - time.monotonic()
+                    if early > 0:
+                        await self._pause(early)
+                        continue  # another worker may have taken arrival i meanwhile
+                st.arrivals += 1
+                await self._arrival(client, i)
+
+        tasks = [asyncio.create_task(worker()) for _ in range(workers)]
+        stopper = asyncio.create_task(self._stop.wait())
+        done = asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.wait({done, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if self._stop.is_set():
+            # Stopped: cut in-flight requests short, as the open loop does.
+            st.stop_reason = "stopped"
+            for task in tasks:
+                task.cancel()
+        await done
+        stopper.cancel()
+        await asyncio.gather(stopper, return_exceptions=True)
+
+    async def _arrival(self, client: httpx.AsyncClient, i: int) -> None:
         cfg, st = self.config, self.stats_
         for attempt in range(cfg.retries + 1):
             if st.sent >= cfg.max_requests:
@@ -225,11 +273,12 @@ class LoadGenerator:
             start = time.perf_counter()
             try:
                 response = await client.post(path, json=body, headers=headers)
-            except httpx.HTTPError:
+            except httpx.HTTPError as exc:
                 st.errors += 1
                 if cfg.on_response is not None:
+                    why = "timeout" if isinstance(exc, httpx.TimeoutException) else "error"
                     cfg.on_response(Exchange(i, path, body, headers, None, None, {},
-                                             time.perf_counter() - start))
+                                             time.perf_counter() - start, why))
                 retry = True
             else:
                 latency = time.perf_counter() - start

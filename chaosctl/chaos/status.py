@@ -9,9 +9,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from chaosctl.chaos import audit
-from chaosctl.chaos.active_state import WorkerRecord, WorkerStore
-from chaosctl.chaos.catalogue import REDIS_FAULTS
-from chaosctl.config import SERVICES, Settings
+from chaosctl.clients.redis import RedisError, stack_redis
+from chaosctl.config import Settings
+from chaosctl.domain import REDIS_FAULTS, SERVICES
+from chaosctl.runtime import get_backend
+from chaosctl.runtime.workers import WorkerRecord, WorkerStore
 
 KEY_TO_FAULT = {spec.key: name for name, spec in REDIS_FAULTS.items()}
 REDIS_TIMEOUT_S = 1.0
@@ -49,21 +51,9 @@ class ChaosStatus:
                 "faults": [f.to_json() for f in self.faults], "problems": list(self.problems)}
 
 
-def redis_client(settings: Settings):  # noqa: ANN201 - redis.Redis, imported lazily
-    import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
-    # No retries: redis-py would otherwise spend seconds backing off on a refused connection,
-    # and the halt must say "Redis is down" at once.
-    return redis.Redis(host=settings.host, port=settings.redis_port,
-                       socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S,
-                       retry=Retry(NoBackoff(), 0), decode_responses=True)
-
-
 def read_keys(settings: Settings) -> dict[str, tuple[str, int]]:
     """{key: (value, ttl_s)} for every chaos key that is set. Raises redis errors."""
-    client = redis_client(settings)
+    client = stack_redis(settings, timeout=REDIS_TIMEOUT_S)
     try:
         pipe = client.pipeline(transaction=False)
         keys = list(KEY_TO_FAULT)
@@ -107,13 +97,11 @@ def worker_fault(rec: WorkerRecord) -> ActiveFault:
 
 def collect(settings: Settings, with_processes: bool = True) -> ChaosStatus:
     """Everything active; never raises for an unreachable Redis (it becomes a problem)."""
-    import redis
-
     result = ChaosStatus(redis="ok")
     history = audit.read(settings.home)
     try:
         keys = read_keys(settings)
-    except redis.RedisError as exc:
+    except RedisError as exc:
         result.redis = "unreachable"
         result.problems.append(
             f"Redis at {settings.host}:{settings.redis_port} is unreachable ({exc}); chaos keys "
@@ -145,8 +133,6 @@ def _key_source(history: list[dict[str, Any]], key: str, fault: str) -> dict[str
 
 def _process_faults(settings: Settings, reverters: dict[tuple[str, Any], WorkerRecord],
                     history: list[dict[str, Any]]) -> list[ActiveFault]:
-    from chaosctl.runtime import get_backend
-
     found: list[ActiveFault] = []
     seen: set[tuple[str, str]] = set()
     for proc in get_backend(settings).status().processes:

@@ -22,8 +22,11 @@ import time
 from typing import Any
 
 from chaosctl.chaos import audit
-from chaosctl.chaos.active_state import WorkerStore, self_record
+from chaosctl.clients.http import http_get
+from chaosctl.clients.redis import RedisError, WatchError, stack_redis
 from chaosctl.config import Settings
+from chaosctl.runtime.procs import RunDir
+from chaosctl.runtime.workers import WorkerStore, self_record
 
 KIND = "undo"
 POLL_S = 0.5
@@ -33,11 +36,7 @@ PROBE_TIMEOUT_S = 2.0
 
 def delete_if_ours(settings: Settings, key: str, value: float) -> str | None:
     """Delete `key` if it holds `value` (atomically, WATCH/MULTI); the deleted value or None."""
-    import redis
-
-    from chaosctl.chaos.status import redis_client
-
-    client = redis_client(settings)
+    client = stack_redis(settings)
     try:
         with client.pipeline() as pipe:
             pipe.watch(key)
@@ -53,7 +52,7 @@ def delete_if_ours(settings: Settings, key: str, value: float) -> str | None:
             pipe.delete(key)
             try:
                 pipe.execute()
-            except redis.WatchError:  # changed under us: someone set it again, leave it
+            except WatchError:  # changed under us: someone set it again, leave it
                 return None
             return str(current)
     finally:
@@ -61,19 +60,11 @@ def delete_if_ours(settings: Settings, key: str, value: float) -> str | None:
 
 
 def _service_answers(settings: Settings, service: str) -> bool:
-    import httpx
-
-    try:
-        httpx.get(f"{settings.url(service)}/chaos/config", timeout=PROBE_TIMEOUT_S,
-                  trust_env=False)
-    except httpx.HTTPError:
-        return False
-    return True
+    """Any HTTP answer counts: the process runs and handles requests again."""
+    return http_get(f"{settings.url(service)}/chaos/config", PROBE_TIMEOUT_S) is not None
 
 
 def _processes(settings: Settings, service: str) -> list[Any]:
-    from chaosctl.runtime.procs import RunDir
-
     return [r for r in RunDir(settings.home / "run").records()[0]
             if r.name == service and r.is_ours()]
 
@@ -81,15 +72,13 @@ def _processes(settings: Settings, service: str) -> list[Any]:
 def guard(settings: Settings, service: str, key: str, value: float, until: float,
           stop: threading.Event) -> tuple[str, str]:
     """Wait and undo; (audit outcome, detail)."""
-    import redis
-
     procs = _processes(settings, service)  # the ones that may hold the queued request
     landed: list[str] = []
 
     def sweep() -> None:
         try:
             deleted = delete_if_ours(settings, key, value)
-        except redis.RedisError:
+        except RedisError:
             return  # Redis down: try again on the next round
         if deleted is not None:
             landed.append(deleted)
@@ -119,7 +108,7 @@ def guard(settings: Settings, service: str, key: str, value: float, until: float
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = Settings.model_validate_json(args.settings)
+    settings = Settings.from_json(args.settings)
     store = WorkerStore(settings.home)
     record = self_record(args.id, KIND, args.fault, args.service, args.until,
                          {"key": args.key, "value": args.value})
@@ -144,7 +133,7 @@ def command(worker_id: str, settings: Settings, *, fault: str, service: str, key
     """The argv that starts a guard (used by the injector)."""
     return [sys.executable, "-m", "chaosctl.chaos.undo_guard", "--id", worker_id,
             "--fault", fault, "--service", service, "--key", key, "--value", repr(value),
-            "--until", repr(until), "--settings", settings.model_dump_json()]
+            "--until", repr(until), "--settings", settings.to_json()]
 
 
 def main(argv: list[str] | None = None) -> int:

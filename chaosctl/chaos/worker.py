@@ -1,7 +1,7 @@
 """Detached chaos workers: `python -m chaosctl.chaos.worker {overload|retry-storm|revert} ...`.
 
 Started by the injector in a new session (so Ctrl-C or SIGKILL of the CLI does not reach
-them), each worker records itself in the state dir first (see active_state), ends by itself
+them), each worker records itself in the state dir first (see runtime.workers), ends by itself
 (duration, request cap, or the revert time), removes its record on the way out and writes one
 audit line saying what it did. SIGTERM (from `chaos clear`) ends it early: a burst stops
 sending, a reverter exits without acting (clear does the undo itself).
@@ -19,17 +19,21 @@ import time
 from typing import Any
 
 from chaosctl.chaos import audit
-from chaosctl.chaos.active_state import WorkerStore, self_record
 from chaosctl.config import Settings
+from chaosctl.runtime import get_backend
+from chaosctl.runtime.workers import WorkerStore, self_record
 
 STATS_EVERY_S = 1.0
 
 
 def _settings(raw: str) -> Settings:
-    return Settings.model_validate_json(raw)
+    return Settings.from_json(raw)
 
 
 def run_load(args: argparse.Namespace, settings: Settings) -> int:
+    # Imported here: the load generator brings httpx (0.25-0.38 s of import, python -X
+    # importtime), which the reverter workers never use, and `inject service-down` waits
+    # for its reverter to record itself.
     from chaosctl.chaos.load import LoadConfig, LoadGenerator, retry_failed_orders
 
     store = WorkerStore(settings.home)
@@ -75,8 +79,6 @@ def run_load(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_revert(args: argparse.Namespace, settings: Settings) -> int:
-    from chaosctl.runtime import get_backend
-
     store = WorkerStore(settings.home)
     record = self_record(args.id, "revert", args.fault, args.service,
                          time.time() + args.after_s, {"action": args.action})
@@ -136,7 +138,7 @@ def spawn_command(kind: str, worker_id: str, settings: Settings, **options: Any)
     argv = [sys.executable, "-m", "chaosctl.chaos.worker", kind]
     for name, value in options.items():
         argv += [f"--{name.replace('_', '-')}", str(value)]
-    return argv + ["--id", worker_id, "--settings", settings.model_dump_json()]
+    return argv + ["--id", worker_id, "--settings", settings.to_json()]
 
 
 if __name__ == "__main__":

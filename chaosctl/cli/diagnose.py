@@ -6,7 +6,9 @@ from typing import Annotated
 
 import typer
 
-from chaosctl.cli.playbook_render import COND_SHAPE, STEP_SHAPE
+from chaosctl.cli.playbook_render import EXTERNAL, SHAPE_NAMES
+from chaosctl.cli.shapes import help_block
+from chaosctl.results.playbook import DiagnoseResult
 
 HELP = (
     "Evaluate every playbook's detect phase (or only the named ones) against Prometheus and "
@@ -16,17 +18,9 @@ HELP = (
     "Exit code: 0 nothing fires; 1 an incident fires; 2 Prometheus cannot be reached (it then "
     "still reports what it can check directly: service health, breakers, chaos keys), an "
     "unknown playbook or an invalid playbook file.\n\n"
-    + """--json prints one object:
-
-\b
-{"prometheus": {"url": str, "reachable": bool, "error": str|null},
- "firing": \\[str],
- "playbooks": \\[{"playbook": str, "title": str, "severity": str,
-     "firing": bool, "inhibited_by": \\[str], "symptoms": COND,
-     "evidence": \\[STEP]}],
- "direct": null | <the `chaosctl health --json` object> (when Prometheus is unreachable)}
-"""
-    + "\n\b\n" + COND_SHAPE + "\n" + STEP_SHAPE + "\n"
+    + help_block("--json prints one object; direct is null unless Prometheus is unreachable, "
+                 "then HEALTH, the `chaosctl health --json` object:",
+                 DiagnoseResult, SHAPE_NAMES, EXTERNAL)
 )
 
 
@@ -35,13 +29,13 @@ def diagnose(
         help="Playbook names (default: all). See `chaosctl playbooks list`.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON output (shape above).")] = False,
 ) -> None:
-    from chaosctl.cli.playbook_render import print_json
+    from chaosctl.cli.playbook_render import print_result
     from chaosctl.config import load_settings
     from chaosctl.playbook.api import diagnose as run_diagnose
 
     report = run_diagnose(load_settings(), playbooks or None)
     if as_json:
-        print_json(report.to_json())
+        print_result(DiagnoseResult, report.to_json())
     else:
         _render(report)
     if not report.prometheus_reachable:

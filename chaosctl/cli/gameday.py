@@ -8,6 +8,9 @@ from typing import Annotated, Any
 
 import typer
 
+from chaosctl.cli.shapes import help_block
+from chaosctl.results.gameday import GameDayResult
+
 GAMEDAY_HELP = """Rehearse runbook incidents under real traffic and score them.
 
 For each scenario: preflight (stack healthy, no chaos), steady-state traffic (orders with
@@ -28,24 +31,14 @@ A failed integrity objective fails the run.
 Exit 0 when every scenario passes, 1 when one fails or aborts, 2 for bad input, 130 when
 interrupted (after the rollback).
 
-\b
---json prints one object (stable shape):
-{"results": [{"scenario", "outcome": "pass"|"fail"|"aborted", "mode", "mttd_s",
-  "mttr_s", "remediation_s", "expected_playbook", "fired_playbook", "right_playbook",
-  "success_rate": {"before", "during", "after"},
-  "latency_ms": {"before"|"during"|"after": {"p95", "p99"}},
-  "requests": {...}, "retry_amplification", "load_shed", "duplicates", "lost_events",
-  "integrity": {"orders", "charges", "keys_over_charged", "max_charges_per_key",
-    "orders_over_reserved", "max_reservations_per_order", "pending",
-    "charged_not_completed", "completed_incomplete", "examples": [str],
-    "notes": [str]} | null,
-  "replay": {"mode": "cut-off"|"settled", "keys", "answered", "replayed", "new_orders",
-    "unresolved", "examples": [str]} | null,
-  "objectives": [{"name", "target", "actual", "passed"}], "reason", "rolled_back",
-  "started_at", "duration_s", "report_path"}],
-("expected_playbook" is null for a scenario that needs no playbook: redis-restart)
- "scorecard": path | null, "passed": int, "total": int}
 """
+
+
+
+GAMEDAY_HELP += "\n" + help_block(
+    "--json prints one object (stable shape); expected_playbook is null for a scenario that "
+    "needs no playbook (redis-restart); scorecard is set with more than one scenario:",
+    GameDayResult)
 
 
 def register(app: typer.Typer) -> None:
@@ -53,7 +46,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _seconds(text: str, what: str) -> float:
-    from chaosctl.chaos.catalogue import parse_duration
+    from chaosctl.domain import parse_duration
 
     return parse_duration(text, what)
 
@@ -123,7 +116,7 @@ def game_day(
     results = []
     printer = _Progress(quiet=as_json)
     for scenario in chosen:
-        run = GameDay(settings, scenario, options, on_event=printer)
+        run = GameDay(settings, scenario, options, listeners=[printer])
         try:
             result = run.run()
         except KeyboardInterrupt:
@@ -143,9 +136,12 @@ def game_day(
     card = write_scorecard(results, directory) if len(results) > 1 else None
     passed = sum(r.outcome == "pass" for r in results)
     if as_json:
-        typer.echo(json.dumps({"results": [r.to_json() for r in results],
-                               "scorecard": str(card) if card else None,
-                               "passed": passed, "total": len(results)}, indent=2))
+        from chaosctl.results import dump
+
+        typer.echo(json.dumps(dump(GameDayResult, {
+            "results": [r.to_json() for r in results],
+            "scorecard": str(card) if card else None,
+            "passed": passed, "total": len(results)}), indent=2))
     elif card:
         printer.line(f"scorecard: {card}  ({passed}/{len(results)} passed)")
     raise typer.Exit(0 if passed == len(results) else 1)
@@ -163,7 +159,10 @@ class _Progress:
     def line(self, text: str) -> None:
         self.console.print(text, highlight=False)
 
-    def __call__(self, kind: str, data: dict[str, Any]) -> None:
+    def __call__(self, event: Any) -> None:
+        if event.source != "gameday":
+            return  # the game day's engine reports its steps too; the markers say enough
+        kind, data = event.kind, event.data
         t = f"[dim]{data.get('t', 0):7.1f}s[/dim]"
         name = data.get("scenario", "")
         if kind == "phase":

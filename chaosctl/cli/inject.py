@@ -9,21 +9,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from chaosctl.cli.shapes import help_block
+from chaosctl.results.chaos import InjectResult as InjectResultShape
+
 if TYPE_CHECKING:
     from chaosctl.chaos.injector import InjectResult
     from chaosctl.config import Settings
 
-INJECT_JSON_HELP = """--json prints one object (stable shape):
-
-\b
-{"fault": str, "dry_run": bool,
- "request": {"fault", "service", "value", "for_s", "ttl_s", ...extras},
- "actions": \\[{"action": str, "target": str, "detail": str}],
- "keys": {"chaos:...": {"value": number, "ttl_s": int}},
- "worker": {"id", "kind", "fault", "target", "pid", "starttime", "cmdline",
-            "started_at", "ends_at", "params", "stats"} | null,
- "expires_at": epoch | null}
-"""
+INJECT_JSON_HELP = help_block(
+    "--json prints one object (stable shape); request carries the fault's own parameters "
+    "(rps, retries, ...) after the common ones:", InjectResultShape)
 
 
 class FaultGroup(TyperGroup):
@@ -31,7 +26,7 @@ class FaultGroup(TyperGroup):
     "No such command")."""
 
     def resolve_command(self, ctx: Any, args: list[str]):  # noqa: ANN201
-        from chaosctl.chaos.catalogue import FAULTS
+        from chaosctl.domain import FAULTS
 
         if args and args[0] not in self.commands and not args[0].startswith("-"):
             # ctx.fail raises the usage error of whichever click typer runs on (exit 2).
@@ -76,7 +71,9 @@ def _run(fault: str, dry_run: bool, as_json: bool, **options: Any) -> InjectResu
     settings = _settings()
     result = inject(settings, fault, dry_run=dry_run, **options)
     if as_json:
-        typer.echo(json.dumps(result.to_json(), indent=2, default=str))
+        from chaosctl.results import dump
+
+        typer.echo(json.dumps(dump(InjectResultShape, result.to_json()), indent=2, default=str))
     else:
         _render(result)
     return result
@@ -99,7 +96,7 @@ def _render(result: InjectResult) -> None:
 
 def _follow(result: InjectResult, as_json: bool) -> None:
     """Show a burst's live stats until it ends; Ctrl-C stops the burst (exit 130)."""
-    from chaosctl.chaos.active_state import WorkerStore
+    from chaosctl.runtime.workers import WorkerStore
 
     if result.dry_run or result.worker is None:
         return

@@ -8,30 +8,27 @@ from typing import Any
 
 import typer
 
-COND_SHAPE = (
-    'COND = {"label": str, "kind": "query|chaos_key|health|load_test|any|all|not",\n'
-    '        "holds": bool|null, "value": number|str|null, "threshold": str|null,\n'
-    '        "detail": str, "children": \\[COND]}'
-)
-STEP_SHAPE = (
-    'STEP = {"phase": "diagnose|remediate", "name": str, "action": str, "params": {},\n'
-    '        "status": "ok|failed|dry_run", "started_at": float, "ended_at": float,\n'
-    '        "duration_s": float, "output": any, "error": str|null}'
-)
-RUN_SHAPE = (
-    'RUN = {"playbook": str, "firing": bool|null,\n'
-    '       "status": "recovered|not_recovered|not_firing|dry_run",\n'
-    '       "recovered": bool, "started_at": float, "ended_at": float, "duration_s": float,\n'
-    '       "steps": \\[STEP], "plan": \\[PLAN], "verify": {"passed": bool, "held_s": float,\n'
-    '       "checks": int, "duration_s": float}, "still_failing": \\[str],\n'
-    '       "error": str|null, "journal": str|null}\n'
-    'PLAN = {"action", "name", "params", "mutating"} | {"if": COND-SPEC, "then": \\[PLAN],\n'
-    '        "else": \\[PLAN]}'
-)
+from chaosctl.results import playbook as results
+from chaosctl.results.health import HealthReport
+
+# Named shapes for the help texts of diagnose / remediate / watch (see chaosctl.cli.shapes).
+SHAPE_NAMES: dict[Any, str] = {
+    results.Condition: "COND", results.Step: "STEP", results.Run: "RUN",
+    results.PlanAction: "PLAN_STEP", results.PlanBranch: "PLAN_IF", HealthReport: "HEALTH",
+}
+# Documented with `chaosctl health --help`, not repeated here.
+EXTERNAL = (HealthReport,)
 
 
 def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def print_result(model: Any, data: Any) -> None:
+    """`data` checked against its documented shape, then printed (see chaosctl.results)."""
+    from chaosctl.results import dump
+
+    print_json(dump(model, data))
 
 
 def fmt_value(value: Any) -> str:
@@ -75,7 +72,7 @@ class StepPrinter:
         c = self.console
         d = event.data
         if event.kind == "run_start":
-            c.print(f"[bold]{event.playbook}[/]: {d.get('title')}"
+            c.print(f"[bold]{event.subject}[/]: {d.get('title')}"
                     + (" [dim](dry run)[/]" if d.get("dry_run") else ""))
         elif event.kind == "step_start" and d.get("action") != "if" and c.is_terminal:
             c.print(f"  .. {d['phase']:<9} {d['name']}", end="\r")

@@ -7,6 +7,9 @@ from typing import Annotated
 
 import typer
 
+from chaosctl.cli.shapes import help_block
+from chaosctl.results.playbook import PlaybookEntry, ValidateResult
+
 playbooks_app = typer.Typer(
     name="playbooks",
     help=(
@@ -21,18 +24,18 @@ Json = Annotated[bool, typer.Option("--json", help="JSON output (shape in this h
 
 @playbooks_app.command("list", help=(
     "Every shipped playbook: name, severity, title and the runbook section it encodes. "
-    "Exit 2 when a playbook file is invalid.\n\n--json prints \\[{\"name\": str, \"severity\": "
-    "str, \"title\": str, \"runbook\": str, \"file\": str}]."))
+    "Exit 2 when a playbook file is invalid.\n\n"
+    + help_block("--json prints a list:", list[PlaybookEntry])))
 def list_playbooks(as_json: Json = False) -> None:
-    from chaosctl.cli.playbook_render import print_json
-    from chaosctl.playbook.catalog import load_catalog
+    from chaosctl.cli.playbook_render import print_result
+    from chaosctl.playbook.library import load_catalog
 
     catalog = load_catalog(check_promql=False)
     rows = [{"name": n, "severity": lp.playbook.severity, "title": lp.playbook.title,
              "runbook": lp.playbook.runbook, "file": lp.file}
             for n, lp in sorted(catalog.playbooks.items())]
     if as_json:
-        print_json(rows)
+        print_result(PlaybookEntry, rows)
         return
     for row in rows:
         typer.echo(f"{row['name']:<28} {row['severity']:<9} {row['title']}  "
@@ -46,7 +49,7 @@ def list_playbooks(as_json: Json = False) -> None:
 def show(name: Annotated[str, typer.Argument(help="Playbook name.")],
          as_json: Json = False) -> None:
     from chaosctl.cli.playbook_render import print_json
-    from chaosctl.playbook.catalog import load_catalog
+    from chaosctl.playbook.library import load_catalog
 
     catalog = load_catalog(check_promql=False)
     pb = catalog.get(name)
@@ -64,15 +67,14 @@ def show(name: Annotated[str, typer.Argument(help="Playbook name.")],
     "names matching file names, and every PromQL expression (promtool when installed, else "
     "the stack's Prometheus). Every problem is listed with file:line, field path and fix.\n\n"
     "Exit code: 0 valid; 1 problems found; 2 no file given/found.\n\n"
-    "--json prints {\"valid\": bool, \"files\": \\[str], \"problems\": \\[{\"file\": str, "
-    "\"line\": int|null, \"path\": str, \"message\": str}]}."))
+    + help_block("--json prints one object:", ValidateResult)))
 def validate(
     files: Annotated[list[Path] | None, typer.Argument(help="Playbook YAML files.")] = None,
     as_json: Json = False,
 ) -> None:
-    from chaosctl.cli.playbook_render import print_json
+    from chaosctl.cli.playbook_render import print_result
     from chaosctl.config import load_settings
-    from chaosctl.playbook.catalog import load_catalog, playbook_files
+    from chaosctl.playbook.library import load_catalog, playbook_files
     from chaosctl.playbook.loader import PlaybookValidationError
 
     paths = list(files) if files else playbook_files()
@@ -82,8 +84,8 @@ def validate(
     except PlaybookValidationError as exc:
         problems = exc.problems
     if as_json:
-        print_json({"valid": not problems, "files": [str(p) for p in paths],
-                    "problems": [p.to_json() for p in problems]})
+        print_result(ValidateResult, {"valid": not problems, "files": [str(p) for p in paths],
+                                      "problems": [p.to_json() for p in problems]})
     elif problems:
         for problem in problems:
             typer.echo(str(problem))
@@ -105,7 +107,7 @@ def rules(
     )] = None,
     check: Annotated[bool, typer.Option("--check", help="Only compare; exit 1 if stale.")] = False,
 ) -> None:
-    from chaosctl.playbook.catalog import load_catalog
+    from chaosctl.playbook.library import load_catalog
     from chaosctl.playbook.rules import render_rules, shipped_rules_path
 
     text = render_rules(load_catalog(check_promql=False).all())

@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
-from chaosctl.cli.playbook_render import RUN_SHAPE, STEP_SHAPE
+from chaosctl.cli.playbook_render import EXTERNAL, SHAPE_NAMES
+from chaosctl.cli.shapes import help_block
+from chaosctl.results.playbook import RemediateResult
 
 HELP = (
     "Run the remediate phase of a playbook (or, with --auto, of every incident `diagnose` "
@@ -22,12 +24,7 @@ HELP = (
     "Exit code: 0 recovered (or nothing was firing, or --dry-run); 1 not recovered (what "
     "still fails is listed), lock held, cap reached or not confirmed; 2 bad usage, unknown "
     "or invalid playbook, no --yes without a terminal, Prometheus unreachable.\n\n"
-    + """--json prints one object:
-
-\b
-{"runs": \\[RUN], "recovered": bool}
-"""
-    + "\n\b\n" + RUN_SHAPE + "\n" + STEP_SHAPE + "\n"
+    + help_block("--json prints one object:", RemediateResult, SHAPE_NAMES, EXTERNAL)
 )
 
 
@@ -41,7 +38,7 @@ def remediate(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="JSON output (shape above).")] = False,
 ) -> None:
-    from chaosctl.cli.playbook_render import StepPrinter, print_json
+    from chaosctl.cli.playbook_render import StepPrinter, print_result
     from chaosctl.config import load_settings
     from chaosctl.errors import InvalidInputError
     from chaosctl.playbook import api
@@ -59,7 +56,7 @@ def remediate(
         names = api.firing_now(engine)
         if not names:
             if as_json:
-                print_json({"runs": [], "recovered": True})
+                print_result(RemediateResult, {"runs": [], "recovered": True})
             else:
                 typer.echo("nothing is firing: nothing to remediate")
             raise typer.Exit(0)
@@ -74,7 +71,8 @@ def remediate(
     results = api.remediate(engine, names, dry_run=dry_run)
     recovered = all(r.recovered for r in results)
     if as_json:
-        print_json({"runs": [r.to_json() for r in results], "recovered": recovered})
+        print_result(RemediateResult,
+                     {"runs": [r.to_json() for r in results], "recovered": recovered})
     else:
         for r in results:
             if r.journal:

@@ -9,18 +9,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from chaosctl.cli.shapes import help_block
+from chaosctl.results import dump
+from chaosctl.results.stack import StackStatusResult, StackUpResult, StoppedEntry
+
 if TYPE_CHECKING:
     from chaosctl.runtime.base import Backend, ProcessStatus, StackStatus
 
-STATUS_JSON_HELP = """--json prints one object (stable shape):
-
-\b
-{"backend": "local", "home": str,
- "processes": \\[{"name": str, "replica": int, "pid": int|null, "port": int,
-     "alive": bool, "paused": bool,
-     "health": "ok|degraded|down|unreachable|paused|killed|stopped"}],
- "healthy": bool}
-"""
+STATUS_JSON_HELP = help_block("--json prints one object (stable shape):", StackStatusResult)
+UP_JSON_HELP = help_block("--json prints the `stack status --json` object plus what this call "
+                          "started:", StackUpResult)
+DOWN_JSON_HELP = help_block("--json prints a list:", list[StoppedEntry])
 
 stack_app = typer.Typer(
     name="stack",
@@ -89,7 +88,14 @@ def stack_options(
     home: Annotated[Path | None, typer.Option(
         "--home", help="State directory (default: $CHAOSCTL_HOME or the user state dir).",
     )] = None,
+    backend: Annotated[str | None, typer.Option(
+        "--backend", help="local (processes, the default) or docker (containers); same as "
+        "CHAOSCTL_BACKEND.")] = None,
 ) -> None:
+    if backend:  # the environment, so chaos workers spawned from here use the same backend
+        import os
+
+        os.environ["CHAOSCTL_BACKEND"] = backend
     ctx.obj = {"home": home}
 
 
@@ -99,13 +105,14 @@ def stack_options(
     "changes nothing. Fails (exit 1) naming the process that did not start, with its log "
     "tail, or the targets Prometheus never scraped; exit 2 for a port in use, a stale pid "
     "file, a missing binary or an invalid run/stack.json.\n\n"
-    "--json prints the `stack status --json` object plus \"started\": [\"NAME.REPLICA\"]."))
+    + UP_JSON_HELP))
 def up(ctx: typer.Context, as_json: Json = False) -> None:
     backend = _backend(ctx)
+    backend.on_progress = _err  # type: ignore[attr-defined]  # docker: image build progress
     _err("starting the stack ...")
     status = backend.up(on_ready=_progress)
     if as_json:
-        _print_json({**status.to_json(), "started": status.started})
+        _print_json(dump(StackUpResult, {**status.to_json(), "started": status.started}))
         return
     if not status.started:
         _err("stack already running; nothing changed")
@@ -118,8 +125,7 @@ def up(ctx: typer.Context, as_json: Json = False) -> None:
 @stack_app.command(help=(
     "Stop exactly the processes `up` started (SIGTERM, SIGKILL after a timeout). Chaos keys are "
     "deleted first, so the next `up` starts without faults. Data is kept unless --purge.\n\n"
-    "--json prints [{\"name\", \"replica\", \"pid\", \"how\"}] where how is "
-    "terminated, killed or stale."))
+    + DOWN_JSON_HELP))
 def down(
     ctx: typer.Context,
     purge: Annotated[bool, typer.Option(
@@ -135,7 +141,7 @@ def down(
     dropped = drop_keys_for_down(settings)
     stopped = _backend(ctx).down(purge=purge)
     if as_json:
-        _print_json([asdict(s) for s in stopped])
+        _print_json(dump(StoppedEntry, [asdict(s) for s in stopped]))
         return
     if dropped:
         typer.echo(f"cleared chaos keys: {', '.join(dropped)}")
@@ -152,7 +158,7 @@ def down(
 def status(ctx: typer.Context, as_json: Json = False) -> None:
     result = _backend(ctx).status()
     if as_json:
-        _print_json(result.to_json())
+        _print_json(dump(StackStatusResult, result.to_json()))
     else:
         _render_status(result)
     raise typer.Exit(0 if result.healthy else 1)
@@ -231,6 +237,26 @@ def pause(ctx: typer.Context, service: Service) -> None:
 def resume(ctx: typer.Context, service: Service) -> None:
     pids = _backend(ctx).resume(service)
     typer.echo(f"resumed {service} (pids {', '.join(map(str, pids))})")
+
+
+@stack_app.command(help=(
+    "Build the stack's container image for the docker backend, offline: a Debian bookworm "
+    "base made with debootstrap, wheels fetched on this host with pip download, then "
+    "`docker build --network=none` of stack/Dockerfile. Rootfs and wheels are cached "
+    "($CHAOSCTL_CACHE_DIR, else $XDG_CACHE_HOME/chaosctl), so later builds are quick. "
+    "`stack up --backend docker` builds when the image is missing or out of date; this "
+    "command always builds."))
+def build(ctx: typer.Context) -> None:
+    from chaosctl.runtime.docker import DockerBackend
+
+    backend = _backend(ctx)
+    if not isinstance(backend, DockerBackend):
+        from chaosctl.config import load_settings
+
+        backend = DockerBackend(load_settings(home=(ctx.obj or {}).get("home")))
+    backend.on_progress = _err
+    result = backend.build(force=True)
+    typer.echo(f"built {result['image']} ({result['hash']}) in {result['total_s']}s")
 
 
 def register(app: typer.Typer) -> None:

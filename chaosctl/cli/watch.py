@@ -8,6 +8,9 @@ from typing import Annotated, Any
 
 import typer
 
+from chaosctl.cli.shapes import help_block
+from chaosctl.results.playbook import WatchEvent, WatchRound
+
 HELP = (
     "Every --interval: evaluate every playbook's detect phase and remediate (then verify) "
     "each incident that fires, with the same guardrails as `chaosctl remediate --yes` "
@@ -17,10 +20,9 @@ HELP = (
     "$CHAOSCTL_HOME/journal/.\n\n"
     "Stops after --count rounds (exit 0), or on Ctrl-C: the current step finishes its "
     "journal entry, the lock is released, and the exit code is 130.\n\n"
-    "--json prints one JSON object per event and line: {\"event\": \"round|run_start|step_end|"
-    "verify_end|run_end\", \"playbook\": str|null, \"at\": float, ...event data}; a round "
-    "is {\"event\": \"round\", \"firing\": \\[str], \"skipped\": \\[{\"playbook\", \"reason\"}], "
-    "\"error\": str|null}."
+    + help_block("--json prints one JSON object per line: after each round", WatchRound)
+    + "\n" + help_block("and for each engine event (run_end also carries \"status\" and the "
+                 "\"result\", a RUN as in `chaosctl remediate --help`)", WatchEvent)
 )
 
 
@@ -43,7 +45,11 @@ class _Lines:
 
     def emit(self, kind: str, playbook: str | None, data: dict[str, Any]) -> None:
         if self.as_json:
-            typer.echo(json.dumps({"event": kind, "playbook": playbook, **data}, default=str))
+            from chaosctl.results import dump
+
+            line = {"event": kind, "playbook": playbook, **data}
+            shaped = dump(WatchRound if kind == "round" else WatchEvent, line)
+            typer.echo(json.dumps(shaped, default=str))
             return
         stamp = time.strftime("%H:%M:%S")
         text = self._text(kind, playbook, data)
@@ -78,7 +84,7 @@ class _Lines:
             data = event.data
             if self.as_json and event.kind == "run_end":
                 data = {"status": data["result"]["status"], "result": data["result"]}
-            self.emit(event.kind, event.playbook, {"at": event.at, **data})
+            self.emit(event.kind, event.subject, {"at": event.at, **data})
 
 
 def watch(

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import httpx
+
+from chaosctl.clients.http import http_client
 from chaosctl.config import Settings
 
 
@@ -28,10 +31,8 @@ def _sum(text: str, name: str, label: str | None = None) -> float:
 
 def read_counters(settings: Settings) -> Counters:
     """Cumulative counters now (services that do not answer count as 0)."""
-    import httpx
-
     counters = Counters()
-    with httpx.Client(timeout=2.0, trust_env=False) as client:
+    with http_client(timeout=2.0) as client:
         try:
             text = client.get(settings.url("orders") + "/metrics").text
             counters.orders = _sum(text, "orders_total")

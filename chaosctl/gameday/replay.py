@@ -16,7 +16,9 @@ import asyncio
 import time
 from collections.abc import Sequence
 
-from chaosctl.chaos.load import require_loopback
+import httpx
+
+from chaosctl.clients.http import async_http_client, require_loopback
 from chaosctl.gameday.model import ReplayStats
 from chaosctl.gameday.traffic import KeyUse, is_final, is_replay_header, order_id_of
 
@@ -46,8 +48,6 @@ def replay_keys(base_url: str, uses: Sequence[KeyUse], mode: str,
 
 async def _rounds(base_url: str, todo: dict[str, KeyUse], last: dict[str, str],
                   stats: ReplayStats, end: float) -> None:
-    import httpx
-
     gate = asyncio.Semaphore(CONCURRENCY)
 
     async def once(client: httpx.AsyncClient, use: KeyUse) -> None:
@@ -80,7 +80,7 @@ async def _rounds(base_url: str, todo: dict[str, KeyUse], last: dict[str, str],
                                   f"answered {got}")
 
     pause = ROUND_PAUSE_S
-    async with httpx.AsyncClient(base_url=base_url, trust_env=False) as client:
+    async with async_http_client(base_url, timeout=10.0) as client:
         while todo and time.monotonic() < end:
             await asyncio.gather(*(once(client, u) for u in list(todo.values())))
             if todo:

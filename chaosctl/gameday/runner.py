@@ -1,6 +1,7 @@
 """One game-day run: preflight, steady state, the scenario's steps (inject), detect,
 remediate, verify, replay keys, and always roll back; then the integrity checks read from the
-databases. Emits events (the CLI renders progress); never prints.
+databases. Emits `chaosctl.events.Event`s (source "gameday", subject the scenario; its
+engine's events reach the same listeners with source "engine"); never prints.
 
 Times: t=0 is when traffic starts. Time to detect is from injection (the step that starts the
 clock) to the first playbook firing; time to recover is from injection to the start of a
@@ -14,12 +15,13 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from chaosctl.config import Settings
 from chaosctl.errors import ChaosctlError, ExitCode
+from chaosctl.events import EventBus, Listener
 from chaosctl.gameday import integrity
 from chaosctl.gameday.counters import read_counters
 from chaosctl.gameday.model import Marker, ScenarioResult
@@ -27,10 +29,11 @@ from chaosctl.gameday.replay import DEADLINE_S
 from chaosctl.gameday.scenarios import Scenario
 from chaosctl.gameday.scoring import score
 from chaosctl.gameday.timeline import FAILED, OK, SHED, phase_stats, samples
-from chaosctl.gameday.traffic import Traffic
+from chaosctl.gameday.traffic import GameDayTraffic as Traffic
+from chaosctl.playbook import api
+from chaosctl.playbook.engine import Engine
+from chaosctl.playbook.guard import RemediationGuard
 from chaosctl.stats import percentile
-
-EventSink = Callable[[str, dict[str, Any]], None]
 
 
 class PreflightError(ChaosctlError):
@@ -91,9 +94,9 @@ class BreakerSampler(threading.Thread):
 
 class GameDay:
     def __init__(self, settings: Settings, scenario: Scenario, options: GameDayOptions,
-                 on_event: EventSink | None = None) -> None:
+                 listeners: Iterable[Listener] = ()) -> None:
         self.settings, self.scenario, self.opts = settings, scenario, options
-        self.on_event = on_event or (lambda kind, data: None)
+        self.events = EventBus(listeners)
         self.result = ScenarioResult(scenario=scenario.name, expected_playbook=scenario.playbook,
                                      mode=options.mode)
         # Traffic must outlast every phase: steady state, settle, the fault, the replays.
@@ -105,7 +108,7 @@ class GameDay:
                                replay_share=options.replay_share)
         self.sampler = BreakerSampler(settings, self.traffic.now)
         self.baseline_p95: float | None = None
-        self.engine: Any = None
+        self.engine: Engine | None = None
         self.remediation_problem: str | None = None
         self.t_inject: float | None = None
         self.t_steps_done: float | None = None
@@ -115,7 +118,9 @@ class GameDay:
 
     # -- helpers ----------------------------------------------------------------------------
     def emit(self, event: str, **data: Any) -> None:
-        self.on_event(event, {"scenario": self.scenario.name, "t": round(self.now(), 2), **data})
+        # `event`, not `kind`: a marker's data has a `kind` of its own.
+        self.events.publish(event, "gameday", self.scenario.name,
+                            {"scenario": self.scenario.name, "t": round(self.now(), 2), **data})
 
     def now(self) -> float:
         return self.traffic.now() if self.traffic.t0 else 0.0
@@ -189,12 +194,12 @@ class GameDay:
                                  + ", ".join(f"{f.fault} {f.target}" for f in status.faults)
                                  + "); run `chaosctl chaos clear --all`")
 
-    def settle(self, engine: Any, limit_s: float = 30.0) -> None:
+    def settle(self, engine: Engine, limit_s: float = 30.0) -> None:
         """Wait until no playbook fires before injecting: detection after the fault would be
         meaningless otherwise (e.g. a previous incident still inside the 15 s windows)."""
         deadline = time.monotonic() + limit_s
         while True:
-            already = [d.playbook for d in engine.detect(engine.catalog.all()) if d.firing]
+            already = api.firing(engine)
             if not already:
                 return
             if time.monotonic() > deadline:
@@ -225,11 +230,10 @@ class GameDay:
             self.mark("inject" if i == clock else "step", step.describe())
         self.t_steps_done = self.now()
 
-    def detect(self, engine: Any) -> str:
+    def detect(self, engine: Engine) -> str:
         while True:
             self.check_abort()
-            detections = engine.detect(engine.catalog.all())
-            firing = [d.playbook for d in detections if d.firing]
+            firing = api.firing(engine)
             if firing:
                 fired = self.scenario.playbook if self.scenario.playbook in firing else firing[0]
                 self.result.mttd_s = self.now() - (self.t_inject or 0.0)
@@ -241,9 +245,7 @@ class GameDay:
                 return fired
             self.sleep(self.opts.poll_s)
 
-    def remediate(self, engine: Any, playbook: str) -> None:
-        from chaosctl.playbook import api
-
+    def remediate(self, engine: Engine, playbook: str) -> None:
         if self.opts.mode != "auto":
             self.emit("waiting", detail="manual mode: fix it by hand; chaosctl is timing you")
             return
@@ -260,17 +262,17 @@ class GameDay:
         self.emit("remediated", playbook=playbook, status=results[0].status,
                   still_failing=results[0].still_failing)
 
-    def watch(self, engine: Any) -> None:
+    def watch(self, engine: Engine) -> None:
         """For a scenario that expects no playbook: note the first one that fires."""
         if self.result.fired_playbook is not None:
             return
-        firing = [d.playbook for d in engine.detect(engine.catalog.all()) if d.firing]
+        firing = api.firing(engine)
         if firing:
             self.result.fired_playbook = firing[0]
             self.result.mttd_s = self.now() - (self.t_inject or 0.0)
             self.mark("detect", f"{', '.join(firing)} fired (none expected)")
 
-    def await_recovery(self, watch: Any = None) -> None:
+    def await_recovery(self, watch: Engine | None = None) -> None:
         """Wait until the steady window holds for hold_s; t_recover is where it began.
         `watch`: an engine whose playbooks are checked (not run) once per poll meanwhile."""
         held_since: float | None = None
@@ -324,30 +326,22 @@ class GameDay:
             self.result.reason = (self.result.reason or "") + f" rollback failed: {exc}"
         if self.engine is not None:
             # Leave the stack as the preflight found it: a breaker the fault opened would sit
-            # half-open with no traffic to probe it and fail the next preflight.
-            from chaosctl.playbook.registry import StepFailed
-            from chaosctl.playbook.steps_remedy import ResetBreakerParams, reset_breaker
-
-            try:
-                reset_breaker(self.engine.ctx, ResetBreakerParams(downstream="open"))
-            except (StepFailed, ChaosctlError, OSError):
-                pass  # reported by the next health check; the faults themselves are gone
+            # half-open with no traffic to probe it and fail the next preflight. A failure is
+            # reported by the next health check; the faults themselves are gone.
+            api.reset_breakers(self.engine)
         self.mark("rollback", "faults cleared" if self.result.rolled_back else "rollback failed")
 
     # -- the run ----------------------------------------------------------------------------
     def run(self) -> ScenarioResult:
-        from chaosctl.playbook import api
-
         r, opts = self.result, self.opts
         r.started_at = time.time()
         self.emit("phase", phase="preflight")
         self.preflight()
-        engine = self.engine = api.build_engine(self.settings, [])
-        from chaosctl.playbook.guard import RemediationGuard
-
         # Same lock as every remediation, but this run's own action count (see guard.py).
         counts_file = f"gameday-actions-{os.getpid()}-{int(r.started_at)}.json"
-        engine.guard = RemediationGuard(self.settings.home, counts_file=counts_file)
+        guard = RemediationGuard(self.settings.home, counts_file=counts_file)
+        engine = self.engine = api.build_engine(self.settings, self.events.listeners,
+                                                guard=guard)
         engine.prom.require_up()
         before = read_counters(self.settings)
         self.traffic.start()

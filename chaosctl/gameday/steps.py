@@ -9,16 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from chaosctl.chaos.halt import delete_keys
+from chaosctl.chaos.injector import inject
 from chaosctl.config import Settings
+from chaosctl.domain import FAULTS, REDIS_FAULTS
 from chaosctl.errors import InvalidInputError
 from chaosctl.gameday.scenarios import STEP_KINDS, Step
+from chaosctl.runtime import get_backend
+from chaosctl.runtime.base import ALL_PROCESSES
 
 
 def check_step(step: Step) -> None:
     """Refuse a step that could not run (a scenario typo), before anything is touched."""
-    from chaosctl.chaos.catalogue import FAULTS, REDIS_FAULTS
-    from chaosctl.runtime.base import ALL_PROCESSES
-
     valid = {"inject": FAULTS, "clear": tuple(REDIS_FAULTS), "restart": ALL_PROCESSES,
              "wait": ("",)}
     if step.kind not in STEP_KINDS:
@@ -34,25 +36,16 @@ def run_step(settings: Settings, step: Step, ttl_s: int) -> None:
     """Do one non-wait step now (raises ChaosctlError when the stack refuses)."""
     check_step(step)
     if step.kind == "inject":
-        from chaosctl.chaos.injector import inject
-
         inject(settings, step.target, ttl=ttl_s, **step.options)
     elif step.kind == "clear":
-        from chaosctl.chaos.catalogue import REDIS_FAULTS
-        from chaosctl.chaos.halt import delete_keys
-
         delete_keys(settings, [REDIS_FAULTS[step.target].key])
     elif step.kind == "restart":
-        from chaosctl.runtime import get_backend
-
         get_backend(settings).restart([step.target])
 
 
 def ensure_running(settings: Settings, names: Iterable[str]) -> list[str]:
     """Start any of `names` that is not running (a restart cut short by an error or Ctrl-C);
     returns what it started. `chaos clear` covers faults, not a restart of redis."""
-    from chaosctl.runtime import get_backend
-
     wanted = set(names)
     if not wanted:
         return []

@@ -75,7 +75,9 @@ class KeyUse:
 REPLAY_AGE_S = 11.0
 
 
-class Traffic:
+class GameDayTraffic:
+    """The game day's steady traffic, on chaosctl's one load generator (chaos.load)."""
+
     def __init__(self, base_url: str, rps: float, max_duration_s: float,
                  replay_share: float = 0.1, seed: int | None = None) -> None:
         self.base_url = base_url
@@ -144,7 +146,7 @@ class Traffic:
     def now(self) -> float:
         return time.monotonic() - self.t0
 
-    def start(self) -> Traffic:
+    def start(self) -> GameDayTraffic:
         self.t0 = time.monotonic()
         self.runner.start()
         return self

@@ -1,19 +1,40 @@
-"""Core entry points the CLI calls: diagnose, and building a validated engine."""
+"""Core entry points the CLI and the game day call: one way to build an engine (catalog,
+listeners, journal, guard), then diagnose, remediate and watch with it."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
 
 from chaosctl.config import Settings
-from chaosctl.errors import PrometheusUnavailableError
+from chaosctl.errors import ChaosctlError, PrometheusUnavailableError
+from chaosctl.events import Listener
+from chaosctl.playbook.engine import Detection, Engine, RunResult
+from chaosctl.playbook.guard import RemediationGuard
+from chaosctl.playbook.journal import JournalWriter
+from chaosctl.playbook.library import Catalog, load_catalog
+from chaosctl.playbook.registry import StepFailed
+
+if TYPE_CHECKING:  # imported when Prometheus is down only: it pulls in the HTTP clients
+    from chaosctl.health import HealthReport
 
 
-def load(settings: Settings) -> Any:
+def load(settings: Settings) -> Catalog:
     """The shipped playbooks, validated as a whole (PromQL included) before anything runs."""
-    from chaosctl.playbook.catalog import load_catalog
-
     return load_catalog(prometheus_url=settings.prometheus_url)
+
+
+def build_engine(settings: Settings, listeners: Iterable[Listener] = (), *,
+                 guard: RemediationGuard | None = None, journal: bool = True) -> Engine:
+    """A validated catalog and an engine with these listeners, behind the journal writer.
+
+    `guard`: the lock and action cap (default: the shared ones; a game day passes its own
+    action count). `journal=False` for read-only work (diagnose) that writes no journal.
+    """
+    return Engine(settings, load(settings), listeners=listeners,
+                  journal=JournalWriter(settings.home) if journal else None, guard=guard)
 
 
 @dataclass
@@ -21,14 +42,14 @@ class DiagnoseReport:
     prometheus_url: str
     prometheus_reachable: bool
     prometheus_error: str | None = None
-    detections: list[Any] = field(default_factory=list)
-    direct: Any = None  # chaosctl.health report, when Prometheus cannot be reached
+    detections: list[Detection] = field(default_factory=list)
+    direct: HealthReport | None = None  # chaosctl.health report, when Prometheus is down
 
     @property
     def firing(self) -> list[str]:
         return [d.playbook for d in self.detections if d.firing]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {
             "prometheus": {"url": self.prometheus_url, "reachable": self.prometheus_reachable,
                            "error": self.prometheus_error},
@@ -45,11 +66,8 @@ def diagnose(settings: Settings, names: list[str] | None = None,
     When Prometheus cannot be reached, the report says so and carries what can be checked
     directly (service health, breakers, chaos keys) instead of detections.
     """
-    from chaosctl.playbook.engine import Engine
-
-    catalog = load(settings)
-    playbooks = catalog.select(names)
-    engine = Engine(settings, catalog)
+    engine = build_engine(settings, journal=False)
+    playbooks = engine.catalog.select(names)
     report = DiagnoseReport(settings.prometheus_url, True)
     try:
         engine.prom.require_up()
@@ -64,53 +82,61 @@ def diagnose(settings: Settings, names: list[str] | None = None,
     if evidence:
         for detection in report.detections:
             if detection.firing:
-                detection.evidence = engine.gather_evidence(catalog.get(detection.playbook))
+                detection.evidence = engine.gather_evidence(
+                    engine.catalog.get(detection.playbook))
     return report
 
 
-def build_engine(settings: Settings, listeners: list[Any]) -> Any:
-    """A validated catalog and an engine with these listeners (plus the journal writer)."""
-    from chaosctl.playbook.engine import Engine
-    from chaosctl.playbook.journal import JournalWriter
+def firing(engine: Engine) -> list[str]:
+    """Names of the incidents firing now (inhibited ones excluded).
 
-    catalog = load(settings)
-    journal = JournalWriter(settings.home)
-    engine = Engine(settings, catalog, [journal, *listeners])
-    engine.journal = journal  # type: ignore[attr-defined]
-    return engine
-
-
-def firing_now(engine: Any) -> list[str]:
-    """Names of the incidents firing now (inhibited ones excluded); needs Prometheus."""
-    engine.prom.require_up()
+    PrometheusUnavailableError when Prometheus cannot answer."""
     return [d.playbook for d in engine.detect(engine.catalog.all()) if d.firing]
 
 
-def remediate(engine: Any, names: list[str], *, dry_run: bool = False) -> list[Any]:
+def firing_now(engine: Engine) -> list[str]:
+    """`firing`, after checking that Prometheus is up (a clear error when it is not)."""
+    engine.prom.require_up()
+    return firing(engine)
+
+
+def remediate(engine: Engine, names: list[str], *, dry_run: bool = False) -> list[RunResult]:
     """Remediate + verify each playbook in turn; each result carries its journal path."""
     engine.prom.require_up()
-    results = []
-    for name in names:
-        result = engine.remediate(engine.catalog.get(name), dry_run=dry_run)
-        if not dry_run and engine.journal.last_path is not None:
-            result.journal = str(engine.journal.last_path)
-        results.append(result)
-    return results
+    return [engine.remediate(engine.catalog.get(name), dry_run=dry_run) for name in names]
 
 
-def watch_round(engine: Any, last_run: dict[str, float], cooldown_s: float) -> dict[str, Any]:
+def reset_breakers(engine: Engine) -> str | None:
+    """Close every breaker that is not closed, outside any playbook (a game day's rollback
+    leaves the stack as its preflight found it). The problem as text, or None."""
+    try:
+        engine.run_action("reset_breaker", {"downstream": "open"})
+    except (StepFailed, ChaosctlError, OSError) as exc:
+        return str(exc)
+    return None
+
+
+class Skipped(TypedDict):
+    playbook: str
+    reason: str
+
+
+class WatchRound(TypedDict):
+    at: float
+    firing: list[str]
+    runs: list[RunResult]
+    skipped: list[Skipped]
+    error: str | None
+
+
+def watch_round(engine: Engine, last_run: dict[str, float], cooldown_s: float) -> WatchRound:
     """One round of `watch`: detect everything, remediate what fires (guardrails apply).
 
     A playbook remediated less than `cooldown_s` ago is not run again yet: its 15 s detection
     windows still hold the incident for a while after a successful fix. Never raises for an
     unreachable Prometheus, a held lock or a reached cap: they are reported in the round.
     """
-    import time
-
-    from chaosctl.errors import ChaosctlError
-
-    round_: dict[str, Any] = {"at": time.time(), "firing": [], "runs": [], "skipped": [],
-                              "error": None}
+    round_ = WatchRound(at=time.time(), firing=[], runs=[], skipped=[], error=None)
     try:
         round_["firing"] = firing_now(engine)
     except ChaosctlError as exc:
@@ -126,8 +152,6 @@ def watch_round(engine: Any, last_run: dict[str, float], cooldown_s: float) -> d
         except ChaosctlError as exc:
             round_["skipped"].append({"playbook": name, "reason": str(exc)})
             continue
-        if engine.journal.last_path is not None:
-            result.journal = str(engine.journal.last_path)
         last_run[name] = time.monotonic()
-        round_["runs"].append(result.to_json())
+        round_["runs"].append(result)
     return round_

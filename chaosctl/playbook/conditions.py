@@ -13,8 +13,10 @@ import operator
 from dataclasses import dataclass, field
 from typing import Any
 
+from chaosctl.chaos.status import collect
+from chaosctl.clients.prometheus import Prometheus, PromQLError, Series
 from chaosctl.config import Settings
-from chaosctl.metrics import Prometheus, PromQLError, Sample
+from chaosctl.health import check_health
 from chaosctl.playbook.model import (
     AllCondition,
     AnyCondition,
@@ -35,11 +37,11 @@ class Probe:
     def __init__(self, settings: Settings, prom: Prometheus | None = None) -> None:
         self.settings = settings
         self.prom = prom or Prometheus(settings.prometheus_url)
-        self._queries: dict[str, list[Sample]] = {}
+        self._queries: dict[str, list[Series]] = {}
         self._health: Any = None
         self._chaos: Any = None
 
-    def query(self, expr: str) -> list[Sample]:
+    def query(self, expr: str) -> list[Series]:
         if expr not in self._queries:
             self._queries[expr] = self.prom.query(expr)
         return self._queries[expr]
@@ -47,8 +49,6 @@ class Probe:
     def health(self) -> Any:
         """chaosctl.health's report (services, breakers, redis, chaos keys)."""
         if self._health is None:
-            from chaosctl.health import check_health
-
             self._health = check_health(self.settings, timeout=1.5)
         return self._health
 
@@ -58,8 +58,6 @@ class Probe:
         Without the runtime's process list: a load_test condition needs only the workers,
         and skipping it keeps a probe from asking the backend about every replica."""
         if self._chaos is None:
-            from chaosctl.chaos.status import collect
-
             self._chaos = collect(self.settings, with_processes=False)
         return self._chaos
 

@@ -1,38 +1,34 @@
 """The engine: detect -> diagnose -> remediate -> verify. It never prints; it emits events.
 
-Listeners (the console renderer, --json, the journal writer) receive every `Event`; each step
-leaves a `StepRecord` (start, end, duration, status, output, error). Guardrails: nothing runs
-for an incident that is not firing when the run starts, the remediation lock is held for
-the whole run (steps and verify), and every mutating action is counted against the cap.
+Listeners (the console renderer, --json, the journal writer) receive every `Event` (source
+"engine", subject the playbook), each isolated by an `EventBus`: a listener that raises is
+logged and skipped, the run goes on. Each step leaves a `StepRecord` (start, end, duration,
+status, output, error). Guardrails: nothing runs for an incident that is not firing when the
+run starts, the remediation lock is held for the whole run (steps and verify), and every
+mutating action is counted against the cap.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from chaosctl.clients.prometheus import Prometheus
 from chaosctl.config import Settings
 from chaosctl.errors import ChaosctlError, PrometheusUnavailableError
-from chaosctl.metrics import Prometheus
+from chaosctl.events import Event, EventBus, Listener
 from chaosctl.playbook.conditions import ConditionResult, Probe, evaluate
+from chaosctl.playbook.guard import RemediationGuard
+from chaosctl.playbook.journal import JournalWriter
+from chaosctl.playbook.library import Catalog
 from chaosctl.playbook.model import ActionStep, BranchStep, Playbook
 from chaosctl.playbook.registry import StepContext, StepFailed, get_action
 
-
-@dataclass
-class Event:
-    """kind: run_start | detect | step_start | step_end | verify_start | verify_check |
-    verify_end | run_end. `data` is JSON-able."""
-
-    kind: str
-    playbook: str
-    at: float
-    data: dict[str, Any] = field(default_factory=dict)
-
-
-Listener = Callable[[Event], None]
+# Engine event kinds (data shapes in the CLI's --json help and the journal's docstring):
+# run_start | detect | step_start | step_end | verify_start | verify_check | verify_end | run_end
+__all__ = ["Detection", "Engine", "Event", "Listener", "RunResult", "StepRecord"]
 
 
 @dataclass
@@ -101,24 +97,26 @@ class RunResult:
 
 
 class Engine:
-    def __init__(self, settings: Settings, catalog: Any, listeners: Iterable[Listener] = (),
-                 prom: Prometheus | None = None, guard: Any = None) -> None:
+    """Detect, diagnose, remediate and verify with one catalog, under one guard.
+
+    `journal` (when given) is the first listener, so the other listeners see a run's journal
+    path in `run_end`; `guard` defaults to the shared remediation lock and action cap.
+    """
+
+    def __init__(self, settings: Settings, catalog: Catalog, *,
+                 listeners: Iterable[Listener] = (), journal: JournalWriter | None = None,
+                 guard: RemediationGuard | None = None, prom: Prometheus | None = None) -> None:
         self.settings = settings
         self.catalog = catalog
-        self.listeners = list(listeners)
+        self.journal = journal
+        self.events = EventBus([journal, *listeners] if journal is not None else listeners)
         self.prom = prom or Prometheus(settings.prometheus_url)
         self.ctx = StepContext(settings, self.prom)
-        if guard is None:
-            from chaosctl.playbook.guard import RemediationGuard
-
-            guard = RemediationGuard(settings.home)
-        self.guard = guard
+        self.guard = guard if guard is not None else RemediationGuard(settings.home)
 
     # -- events -------------------------------------------------------------------------------
     def emit(self, kind: str, playbook: str, **data: Any) -> None:
-        event = Event(kind, playbook, time.time(), data)
-        for listener in self.listeners:
-            listener(event)
+        self.events.publish(kind, "engine", playbook, data)
 
     def probe(self) -> Probe:
         return Probe(self.settings, self.prom)
@@ -258,7 +256,7 @@ class Engine:
         """The remediation as data (for --dry-run and `playbooks show`)."""
 
         def describe(steps: list[Any]) -> list[dict[str, Any]]:
-            out = []
+            out: list[dict[str, Any]] = []
             for step in steps:
                 if isinstance(step, BranchStep):
                     out.append({"if": step.if_.model_dump(by_alias=True, exclude_none=True),
@@ -301,4 +299,22 @@ class Engine:
             raise
         finally:
             result.ended_at = time.time()
+            if self.journal is not None:
+                result.journal = _text(self.journal.current_path)
             self.emit("run_end", pb.name, result=result.to_json())
+            if self.journal is not None and self.journal.current_path is None:
+                result.journal = None  # its last write failed: do not point at a stale file
+
+    # -- outside a playbook -------------------------------------------------------------------
+    def run_action(self, action: str, params: dict[str, Any]) -> Any:
+        """Run one registered action now with this engine's context, outside any playbook:
+        no events, no lock, not counted by the cap (for clean-up such as a game day's
+        rollback). Returns the action's output; StepFailed or ChaosctlError when it fails."""
+        spec = get_action(action)
+        if spec is None:
+            raise ChaosctlError(f"unknown action {action!r}")
+        return spec.func(self.ctx, spec.params.model_validate(params))
+
+
+def _text(path: object) -> str | None:
+    return None if path is None else str(path)

@@ -11,7 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+from pydantic import ValidationError
+
 from chaosctl.errors import PlaybookError
+from chaosctl.playbook.model import Playbook
 
 Loc = tuple[Any, ...]
 
@@ -45,8 +49,6 @@ class PlaybookValidationError(PlaybookError):
 
 def line_map(text: str) -> dict[Loc, int]:
     """Field path -> 1-based line of its value, for every mapping key and list item."""
-    import yaml
-
     root = yaml.compose(text, Loader=yaml.SafeLoader)
     lines: dict[Loc, int] = {}
 
@@ -134,11 +136,6 @@ class LoadedPlaybook:
 
 def load_file(path: Path) -> LoadedPlaybook:
     """Parse and structurally validate one file; PlaybookValidationError on any problem."""
-    import yaml
-    from pydantic import ValidationError
-
-    from chaosctl.playbook.model import Playbook
-
     file = str(path)
     try:
         text = path.read_text()

@@ -28,25 +28,22 @@ from pydantic import (
     field_validator,
 )
 
-from chaosctl.chaos.catalogue import CHAOS_KEYS
-from chaosctl.config import SERVICES
+from chaosctl.domain import CHAOS_KEYS, SERVICES, ServiceName
+from chaosctl.domain import parse_duration as parse_domain_duration
+from chaosctl.errors import InvalidInputError
 
 HEALTH_STATUSES = ("ok", "degraded", "down", "unreachable", "error")
 Comparison = Literal["<", "<=", ">", ">=", "==", "!="]
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
 
 
-
 def parse_duration(value: Any) -> float:
     """"10s", "2m", "500ms" or a number of seconds -> seconds (float); the CLI's parser,
     with its error turned into the ValueError pydantic reports with the field's path."""
-    from chaosctl.chaos.catalogue import parse_duration as parse
-    from chaosctl.errors import InvalidInputError
-
     if isinstance(value, bool):
         raise ValueError("a duration is a number of seconds or a string like '10s'")
     try:
-        return parse(value)
+        return parse_domain_duration(value)
     except InvalidInputError as exc:
         raise ValueError(f"{exc.message}; write e.g. 10s, 2m or 500ms") from None
 
@@ -98,9 +95,7 @@ class ChaosKeyCondition(_Strict):
 class HealthCondition(_Strict):
     """Evidence from GET /health: true when ANY listed service has one of `status`."""
 
-    health: list[Literal["gateway", "orders", "payments", "inventory", "notifications"]] = Field(
-        min_length=1
-    )
+    health: list[ServiceName] = Field(min_length=1)
     status: list[Literal["ok", "degraded", "down", "unreachable", "error"]] = Field(min_length=1)
     name: str | None = None
 

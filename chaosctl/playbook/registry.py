@@ -13,9 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from pydantic import BaseModel
 
+from chaosctl.clients.http import http_client
+from chaosctl.clients.prometheus import Prometheus
 from chaosctl.config import Settings
+from chaosctl.playbook.conditions import Probe
+from chaosctl.runtime import get_backend
 
 STEP_MODULES = (
     "chaosctl.playbook.steps_evidence",
@@ -68,8 +73,6 @@ class StepContext:
     """What an action may use: settings, Prometheus, the runtime backend, an evidence probe."""
 
     def __init__(self, settings: Settings, prom: Any = None) -> None:
-        from chaosctl.metrics import Prometheus
-
         self.settings = settings
         self.prom = prom or Prometheus(settings.prometheus_url)
         self._backend: Any = None
@@ -77,15 +80,11 @@ class StepContext:
     @property
     def backend(self) -> Any:
         if self._backend is None:
-            from chaosctl.runtime import get_backend
-
             self._backend = get_backend(self.settings)
         return self._backend
 
     def probe(self) -> Any:
         """A fresh evidence snapshot (conditions inside actions must see the stack now)."""
-        from chaosctl.playbook.conditions import Probe
-
         return Probe(self.settings, self.prom)
 
     def admin_headers(self) -> dict[str, str]:
@@ -100,12 +99,10 @@ class StepContext:
     def http(self, method: str, service: str, path: str, *, timeout: float = 5.0,
              admin: bool = False, **kwargs: Any) -> Any:
         """One HTTP call to a service of the stack; StepFailed when it cannot be reached."""
-        import httpx
-
         headers = self.admin_headers() if admin else {}
         url = f"{self.settings.url(service)}{path}"
         try:
-            return httpx.request(method, url, headers=headers, timeout=timeout,
-                                 trust_env=False, **kwargs)
+            with http_client(timeout=timeout) as client:
+                return client.request(method, url, headers=headers, **kwargs)
         except httpx.HTTPError as exc:
             raise StepFailed(f"{method} {url} failed: {type(exc).__name__}") from exc

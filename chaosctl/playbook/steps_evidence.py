@@ -6,9 +6,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from chaosctl.clients.prometheus import PromQLError
+from chaosctl.domain import ServiceName, sqlalchemy_url
+from chaosctl.errors import ChaosctlError
 from chaosctl.playbook.registry import StepContext, StepFailed, action
 
-ServiceName = Literal["gateway", "orders", "payments", "inventory", "notifications"]
 MAX_OUTPUT_CHARS = 4000
 
 
@@ -42,8 +44,6 @@ class PromqlParams(_Params):
 @action("promql", PromqlParams, mutating=False,
         summary="run a PromQL instant query and record every series' value")
 def promql(ctx: StepContext, p: PromqlParams) -> Any:
-    from chaosctl.metrics import PromQLError
-
     try:
         samples = ctx.prom.query(p.query)
     except PromQLError as exc:
@@ -78,6 +78,8 @@ def breakers(ctx: StepContext, _p: NoParams) -> Any:
 @action("outbox_count", NoParams, mutating=False,
         summary="SQL: SELECT COUNT(*), MIN(created_at) FROM outbox_events WHERE NOT published")
 def outbox_count(ctx: StepContext, _p: NoParams) -> Any:
+    # Imported here: SQLAlchemy costs 1.5-2 s of import on the 2-core machine (python -X
+    # importtime), and every playbook command loads this module through the step registry.
     from sqlalchemy import create_engine, text
 
     url = ctx.settings.database_url
@@ -86,7 +88,7 @@ def outbox_count(ctx: StepContext, _p: NoParams) -> Any:
         if not db.is_file():
             raise StepFailed(f"no orders database at {db}; is the stack up?")
         url = f"sqlite:///file:{db}?mode=ro&uri=true"
-    engine = create_engine(url)
+    engine = create_engine(sqlalchemy_url(url))
     try:
         with engine.connect() as conn:
             row = conn.execute(text(
@@ -115,8 +117,6 @@ class LogTailParams(_Params):
 @action("log_tail", LogTailParams, mutating=False,
         summary="the last lines of a service's log, optionally only those containing `grep`")
 def log_tail(ctx: StepContext, p: LogTailParams) -> Any:
-    from chaosctl.errors import ChaosctlError
-
     try:
         # Read more than asked when filtering, so a grep still finds recent matches.
         lines = list(ctx.backend.logs(p.service, tail=p.lines * (20 if p.grep else 1)))

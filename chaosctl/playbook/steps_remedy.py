@@ -11,12 +11,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from chaosctl.chaos.catalogue import SERVICE_FAULTS
-from chaosctl.config import SERVICES
+from chaosctl.chaos.halt import clear
+from chaosctl.chaos.status import collect
+from chaosctl.domain import SERVICE_FAULTS, SERVICES, ServiceName
+from chaosctl.playbook.conditions import evaluate
 from chaosctl.playbook.model import LOAD_TEST_KINDS, Condition, Duration
 from chaosctl.playbook.registry import StepContext, StepFailed, action
 
-ServiceName = Literal["gateway", "orders", "payments", "inventory", "notifications"]
 CHAOS_FAULTS = SERVICE_FAULTS  # service -> its chaos fault fields (the catalogue's)
 BREAKER_DOWNSTREAMS = ("orders", "payments", "inventory", "notifications")
 
@@ -74,9 +75,6 @@ def stop_load_test(ctx: StepContext, p: StopLoadTestParams) -> Any:
     key it set (the storm's other half; both belong to the same chaosctl test). Only kinds
     with a live worker are cleared, so nothing else is touched and a second run is a no-op.
     """
-    from chaosctl.chaos.halt import clear
-    from chaosctl.chaos.status import collect
-
     active = collect(ctx.settings, with_processes=False)
     running = [f for f in active.faults if f.kind == "worker" and f.fault in p.kinds]
     if not running:
@@ -196,8 +194,6 @@ class WaitUntilParams(_Params):
 @action("wait_until", WaitUntilParams, mutating=False,
         summary="poll a condition until it holds (fails after timeout)")
 def wait_until(ctx: StepContext, p: WaitUntilParams) -> Any:
-    from chaosctl.playbook.conditions import evaluate
-
     deadline = time.monotonic() + p.timeout
     while True:
         result = evaluate(p.condition, ctx.probe())

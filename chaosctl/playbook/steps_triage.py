@@ -12,7 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from chaosctl.chaos.catalogue import SERVICE_FAULTS
+from chaosctl.clients.prometheus import PromQLError
+from chaosctl.domain import SERVICE_FAULTS
 from chaosctl.playbook.model import Duration
 from chaosctl.playbook.registry import StepContext, StepFailed, action
 
@@ -43,8 +44,6 @@ def rank_services(chaotic: list[str], errors: dict[str, float]) -> list[str]:
         summary="clear the chaos keys of the service with chaos set that failed the most calls "
                 "(downstream_errors_total over `window`)")
 def clear_worst_chaos(ctx: StepContext, p: ClearWorstChaosParams) -> Any:
-    from chaosctl.metrics import PromQLError
-
     report = ctx.probe().health()
     if report.redis.status != "ok":
         raise StepFailed(f"cannot read the chaos keys: redis {report.redis.status}")

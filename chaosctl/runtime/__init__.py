@@ -7,17 +7,15 @@ only when chosen, so adding one never slows the others down.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
 
+from chaosctl.config import Settings
 from chaosctl.errors import ConfigError
-
-if TYPE_CHECKING:
-    from chaosctl.config import Settings
-    from chaosctl.runtime.base import Backend
+from chaosctl.runtime.base import Backend
 
 # backend name -> "module:class"
 BACKENDS: dict[str, str] = {
     "local": "chaosctl.runtime.local:LocalBackend",
+    "docker": "chaosctl.runtime.docker:DockerBackend",
 }
 
 

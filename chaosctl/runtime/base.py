@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from chaosctl.config import SERVICES
+from chaosctl.domain import SERVICES
 
 # Processes that are not shop services but belong to the stack all the same.
 INFRA: tuple[str, ...] = ("redis", "prometheus")

@@ -15,13 +15,13 @@ import secrets
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from chaosctl.config import SERVICES, Settings
+from chaosctl.config import Settings
+from chaosctl.domain import SERVICES
 from chaosctl.errors import (
     InvalidInputError,
     MissingBinaryError,
@@ -50,16 +50,19 @@ from chaosctl.runtime.procs import (
     PidRecord,
     RunDir,
     kill_now,
+    launch,
     pid_listens_on,
     port_is_free,
     port_owner,
     proc_starttime,
     send,
+    service_command,
+    shop_env,
     terminate,
 )
 from chaosctl.runtime.prometheus_config import write_prometheus_config
-from chaosctl.runtime.scrape import wait_scraped
 from chaosctl.runtime.state import MAX_REPLICAS
+from chaosctl.runtime.workers import WorkerStore
 
 T = TypeVar("T")
 
@@ -101,9 +104,19 @@ def _exclusive(method: Callable[..., T]) -> Callable[..., T]:
 
 
 class LocalBackend(Backend):
+    """`service_env`: extra SHOP_* variables for the five services this backend starts or
+    restarts (`chaosctl experiment` switches the resilience patterns with them). It lives in
+    this object only, never in run/stack.json: any other chaosctl (a reverter, `stack
+    restart`) starts services in the normal configuration, which is the safe default."""
+
     name = "local"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, service_env: dict[str, str] | None = None) -> None:
+        bad = sorted(k for k in (service_env or {}) if not k.startswith("SHOP_"))
+        if bad:
+            raise InvalidInputError(f"service_env may only set SHOP_* variables, not "
+                                    f"{', '.join(bad)}")
+        self.service_env = dict(service_env or {})
         self.settings = settings
         self.home = Path(settings.home).expanduser()
         self.run = RunDir(self.home / "run")
@@ -141,8 +154,6 @@ class LocalBackend(Backend):
     def down(self, purge: bool = False) -> list[StoppedProcess]:
         # Chaos workers first: a pending reverter would start a service again after `down`,
         # and a burst would keep hammering dead ports until its --for ran out.
-        from chaosctl.chaos.active_state import WorkerStore
-
         workers = WorkerStore(self.home)
         for worker in workers.live():
             workers.stop(worker)
@@ -286,36 +297,25 @@ class LocalBackend(Backend):
                     f"--config.file={self.home / 'prometheus' / 'prometheus.yml'}",
                     f"--storage.tsdb.path={self.home / 'prometheus' / 'data'}",
                     f"--web.listen-address={s.host}:{port}", "--web.enable-lifecycle"]
-        return [sys.executable, "-m", "shop.serve", name, "--port", str(port), "--host", s.host]
+        return service_command(name, s.host, port)
 
     def _env(self, name: str, replica: int) -> dict[str, str]:
-        env = dict(os.environ)
-        if name in SERVICES:
-            s = self.settings
-            env.update({
-                "PYTHONPATH": str(stack_dir()),
-                "SHOP_REDIS_URL": s.redis_url,
-                "SHOP_DATA_DIR": str(self.home / "data"),
-                # The CLI sends settings.admin_token() (CHAOSCTL_ADMIN_TOKEN first): same here.
-                "CHAOSCTL_ADMIN_TOKEN": (self.settings.admin_token()
-                                         or self._token_file().read_text().strip()),
-                "PROMETHEUS_MULTIPROC_DIR": str(self.home / "metrics" / name),
-                "SHOP_REPLICA": str(replica),
-                **{f"SHOP_{svc.upper()}_URL": s.url(svc) for svc in SERVICES},
-            })
-            if s.database_url:
-                env["DATABASE_URL"] = s.database_url
-        return env
+        if name not in SERVICES:
+            return dict(os.environ)
+        s = self.settings
+        return shop_env(
+            os.environ, stack=stack_dir(), urls={svc: s.url(svc) for svc in SERVICES},
+            redis_url=s.redis_url, data_dir=self.home / "data",
+            # The CLI sends settings.admin_token() (CHAOSCTL_ADMIN_TOKEN first): same here.
+            admin_token=s.admin_token() or self._token_file().read_text().strip(),
+            metrics_dir=self.home / "metrics" / name, replica=replica,
+            database_url=s.database_url) | self.service_env
 
     def _launch(self, name: str, replica: int) -> PidRecord:
         cmd = self._command(name)
         log = self.logs_dir / f"{name}.{replica}.log"
-        with open(log, "ab") as out:
-            out.write(f"--- chaosctl: starting {name}.{replica} at {time.ctime()}\n".encode())
-            out.flush()
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                    env=self._env(name, replica), cwd=self.home,
-                                    start_new_session=True)
+        proc = launch(cmd, self._env(name, replica), log, cwd=self.home,
+                      banner=f"--- chaosctl: starting {name}.{replica} at {time.ctime()}")
         self._children[proc.pid] = proc
         rec = PidRecord(name, replica, proc.pid, self.settings.port(name), cmd,
                         proc_starttime(proc.pid), str(log))
@@ -372,6 +372,10 @@ class LocalBackend(Backend):
             return
         paused = {r.name for r in live if r.is_paused()}
         jobs = [n for n in SERVICES if n not in paused and any(r.name == n for r in live)]
+        # Imported here: the Prometheus client (requests + prometheus-api-client) costs about
+        # 0.17 s of import (python -X importtime) that status/down/pause/kill never need.
+        from chaosctl.runtime.scrape import wait_scraped
+
         wait_scraped(self.settings, jobs, since, self.settings.start_timeout)
 
     def _is_ready(self, rec: PidRecord) -> bool:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import socket
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from chaosctl.clients.http import http_get
+from chaosctl.config import Settings
 from chaosctl.runtime.base import HEALTH_UNREACHABLE
-
-if TYPE_CHECKING:
-    from chaosctl.config import Settings
 
 
 def redis_ping(host: str, port: int, timeout: float = 1.0) -> bool:
@@ -22,25 +20,6 @@ def redis_ping(host: str, port: int, timeout: float = 1.0) -> bool:
             return sock.recv(64).startswith(b"+PONG")
     except OSError:
         return False
-
-
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def http_get(url: str, timeout: float = 1.0) -> tuple[int, bytes] | None:
-    """(status, body) or None when nothing answered in time.
-
-    urllib rather than httpx: one short request per probe, and a new connection each time,
-    which is what spreads probes over the replicas sharing a port.
-    """
-    try:
-        # No ProxyHandler entries: an http_proxy in the environment must never see our traffic.
-        with _OPENER.open(url, timeout=timeout) as resp:  # noqa: S310 - loopback only
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read() if exc.fp else b""
-    except (OSError, ValueError):
-        return None
 
 
 def service_health(base_url: str, timeout: float = 1.0) -> dict[str, Any] | None:

@@ -1,4 +1,6 @@
-"""Process bookkeeping for the local backend: pid files, identity checks, signals, ports.
+"""Process bookkeeping for the local backend: pid files, identity checks, signals, ports,
+and how a shop service is launched (its command line and environment), shared with the
+integration tests' stack (tests/integration/shopstack.py) so both start services alike.
 
 A pid file alone is not trusted: PIDs are reused. Each record keeps the exact command line and
 the kernel start time of the process, and nothing is signalled unless /proc still shows both.
@@ -12,14 +14,59 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from chaosctl.runtime.base import StoppedProcess
+from chaosctl.runtime.state import load_state
 
 PROC = Path("/proc")
+
+
+# -- launching ---------------------------------------------------------------------------------
+def service_command(name: str, host: str, port: int) -> list[str]:
+    """The command line of one shop service (run with PYTHONPATH at the stack directory)."""
+    return [sys.executable, "-m", "shop.serve", name, "--port", str(port), "--host", host]
+
+
+def shop_env(base: Mapping[str, str], *, stack: Path, urls: Mapping[str, str], redis_url: str,
+             data_dir: Path, admin_token: str, metrics_dir: Path, replica: int = 0,
+             database_url: str | None = None) -> dict[str, str]:
+    """`base` plus what a shop service reads (stack/README.md): where its peers, Redis and
+    its data are, the admin token, its metrics directory and replica number."""
+    env = dict(base)
+    env.update({
+        "PYTHONPATH": str(stack),
+        "SHOP_REDIS_URL": redis_url,
+        "SHOP_DATA_DIR": str(data_dir),
+        "CHAOSCTL_ADMIN_TOKEN": admin_token,
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        "SHOP_REPLICA": str(replica),
+        **{f"SHOP_{svc.upper()}_URL": url for svc, url in urls.items()},
+    })
+    if database_url:
+        env["DATABASE_URL"] = database_url
+    return env
+
+
+def launch(cmd: list[str], env: Mapping[str, str], log: Path, *, cwd: Path | None = None,
+           banner: str | None = None, user: str | None = None) -> subprocess.Popen[bytes]:
+    """Start `cmd` in its own session (so a signal to its group reaches what it spawns),
+    stdout and stderr appended to `log`; `user` drops privileges (postgres refuses root)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        if banner:
+            out.write(f"{banner}\n".encode())
+            out.flush()
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, env=dict(env), cwd=cwd,
+                                start_new_session=True, user=user, group=user,
+                                extra_groups=[] if user else None)
 
 
 # -- /proc readers ----------------------------------------------------------------------------
@@ -109,8 +156,6 @@ class RunDir:
 
     def load_state(self) -> dict[str, Any]:
         """Replica counts and killed services, validated (StateFileError, exit 2, if bad)."""
-        from chaosctl.runtime.state import load_state
-
         return load_state(self.path / "stack.json")
 
     def save_state(self, data: dict[str, Any]) -> None:

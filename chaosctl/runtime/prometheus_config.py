@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from chaosctl.config import SERVICES, Settings
+from chaosctl.config import Settings
+from chaosctl.domain import SERVICES
 
 # 1 s everywhere so an injected fault shows up in queries within a few seconds.
 SCRAPE_INTERVAL = "1s"

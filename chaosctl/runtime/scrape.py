@@ -4,7 +4,7 @@ A service answering /health is not yet a service Prometheus knows is up: right a
 Prometheus has no targets or has not scraped them, and right after a restart its last scrape
 may be the failed one from the gap. `chaosctl health`, diagnose and the playbooks all read
 Prometheus, so a start is finished only when every expected target has a successful scrape
-that began after the services were ready. Talks to Prometheus through chaosctl.metrics.
+that began after the services were ready. Talks to Prometheus through chaosctl.clients.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import math
 import time
 from dataclasses import dataclass
 
+from chaosctl.clients.prometheus import Prometheus
 from chaosctl.config import Settings
 from chaosctl.errors import ChaosctlError, StackStartError
 
@@ -38,8 +39,6 @@ class TargetScrape:
 
 def scrape_states(settings: Settings, jobs: list[str]) -> dict[str, TargetScrape]:
     """Latest `up` value and its scrape time per job. Raises PrometheusUnavailableError."""
-    from chaosctl.metrics import Prometheus
-
     prom = Prometheus(settings.prometheus_url, timeout=2.0)
     states = {job: TargetScrape(job) for job in jobs}
     # Two instant queries: `up` for the result and `timestamp(up)` for when it was scraped

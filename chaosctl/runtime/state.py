@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
-from chaosctl.config import SERVICES
+from chaosctl.domain import SERVICES
 from chaosctl.errors import StateFileError
 from chaosctl.runtime.base import ALL_PROCESSES
 

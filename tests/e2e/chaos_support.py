@@ -103,3 +103,26 @@ def run_script(stack: Any, script: str, *args: str, via: str = "cli",
         env["PATH"] = f"{path_prefix}{os.pathsep}{env.get('PATH', '')}"
     return subprocess.run(["bash", f"chaos/scripts/{script}", *args], cwd=repo / "stack",
                           env=env, capture_output=True, text=True, timeout=60)
+
+
+# A game day's time targets (detect <= 15 s, recover <= 35 s) are measured by the game day
+# and the benchmarks; a test on a shared machine asserts what happened, not how fast.
+TIME_OBJECTIVES = ("time to detect", "time to recover")
+
+
+def missed_but_for_time(run: dict[str, Any]) -> list[str]:
+    """The objectives a game-day result missed, leaving out the time targets."""
+    names = {o["name"] for o in run["objectives"]}
+    assert "time to recover" in names, names  # the filter below must not be vacuous
+    return [f"{o['name']}: {o['actual']} (target {o['target']})"
+            for o in run["objectives"] if not o["passed"] and o["name"] not in TIME_OBJECTIVES]
+
+
+def assert_game_day_held(code: int, run: dict[str, Any], stderr: str = "") -> None:
+    """Detected and recovered (times not bounded), every other objective passed, and the
+    exit code agrees with the outcome (0 pass, 1 fail: only a time target can fail here)."""
+    assert run["outcome"] in ("pass", "fail"), f"{run['outcome']}: {run['reason']}\n{stderr}"
+    assert run["mttr_s"] is not None, f"never recovered: {run['reason']}\n{stderr}"
+    missed = missed_but_for_time(run)
+    assert not missed, f"{missed}\n{run['reason']}\n{stderr}"
+    assert code == (0 if run["outcome"] == "pass" else 1), (code, run["outcome"])

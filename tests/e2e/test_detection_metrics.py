@@ -66,7 +66,7 @@ def test_study_metric_names_are_served(stack: Any) -> None:
 
 
 def test_study_queries_answer_in_prometheus(stack: Any) -> None:
-    from chaosctl.metrics import Prometheus
+    from chaosctl.clients.prometheus import Prometheus
 
     prom = Prometheus(stack.settings.prometheus_url)
     # The study's collect_metrics.py queries, verbatim in shape.

@@ -5,7 +5,6 @@ traffic, `diagnose` names exactly that playbook, `remediate NAME --yes` recovers
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +12,7 @@ import httpx
 import pytest
 
 from tests.e2e import test_playbooks_incidents as incidents
-from tests.e2e.playbook_traffic import Traffic
+from tests.e2e.playbook_traffic import IncidentTraffic as Traffic
 from tests.e2e.test_playbooks_incidents import diagnose, remediate, set_chaos, wait_firing
 from tests.support import wait_for
 
@@ -29,18 +28,9 @@ class UnknownProductTraffic(Traffic):
     every order ends inventory_failed without any downstream error - no specific playbook's
     symptom, exactly what the catch-all is for."""
 
-    def _order(self, i: int) -> None:
-        body = {"customer_id": f"cust-{i % 50}",
+    def order_body(self, i: int) -> dict[str, Any]:
+        return {"customer_id": f"cust-{i % 50}",
                 "items": [{"product_id": "no-such-product", "quantity": 1, "unit_price": 1.0}]}
-        try:
-            response = self._client.post(f"{self.url}/orders", json=body,
-                                         headers={"Idempotency-Key": f"e2e-{uuid.uuid4().hex}"})
-            self.codes[str(response.status_code)] += 1
-        except httpx.HTTPError:
-            self.codes["error"] += 1
-        finally:
-            with self._lock:
-                self._pending -= 1
 
 
 def evidence(data: dict[str, Any], playbook: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.playbook_traffic import Traffic
+from tests.e2e.playbook_traffic import IncidentTraffic as Traffic
 from tests.support import wait_for
 
 # Minutes each on a live stack: `make test-slow` (CI runs it after `make test`).

@@ -9,7 +9,7 @@ import subprocess
 
 import httpx
 
-from chaosctl.config import SERVICES
+from chaosctl.domain import SERVICES
 from tests.support import wait_for
 
 

@@ -9,9 +9,15 @@ import uuid
 from collections.abc import Callable
 
 import httpx
+import pytest
 
 from tests.e2e.chaos_support import chaos_keys
 from tests.e2e.conftest import StackHandle
+
+# Three `stack up`s of its own stack, two Redis restarts and an orders restart: the longest
+# single test of `make test` (about 2 minutes on the busy 2-core CI machine), so it runs with
+# the other lifecycle rehearsals in `make test-slow` (CI runs both).
+pytestmark = pytest.mark.slow
 
 ORDER = {"customer_id": "persist-test",
          "items": [{"product_id": "prod-001", "quantity": 1, "unit_price": 5.0}]}

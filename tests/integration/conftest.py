@@ -17,12 +17,19 @@ settled the same way: the order-flow and outbox tests use it to run on both data
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.integration.shopstack import PostgresCluster, ShopStack, postgres_unavailable
-from tests.support import wait_for
+from tests.support import mark_directory, wait_for
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Every test in this folder is `integration` (real servers, no CLI stack).
+    mark_directory(items, Path(__file__).parent, "integration")
 
 
 @pytest.fixture(scope="session")

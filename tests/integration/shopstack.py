@@ -1,9 +1,10 @@
 """Start the shop stack as plain processes: a private redis-server, optionally a throwaway
 PostgreSQL cluster, and the five services, each on a free loopback port.
 
-Used by the integration tests (which prove the stack alone, so this deliberately does not use
-the chaosctl runtime) and by benchmarks/orders_throughput.py. Every process is started here,
-remembered by its Popen handle, and stopped by that PID only.
+Used by the integration tests and by benchmarks/orders_throughput.py. Services are launched
+with the same process code as chaosctl's local backend (chaosctl.runtime.procs: command line,
+environment, own session, log file), without its pid files and state directory: every
+process is remembered by its Popen handle and stopped by that PID only.
 """
 
 from __future__ import annotations
@@ -13,17 +14,18 @@ import secrets
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import httpx
 
+from chaosctl.clients.redis import redis_client
+from chaosctl.domain import SERVICES
+from chaosctl.runtime.procs import launch, service_command, shop_env
 from tests.support import free_port, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 STACK_DIR = REPO / "stack"
-SERVICES = ("gateway", "orders", "payments", "inventory", "notifications")
 PG_BIN_DIRS = ("/usr/lib/postgresql/15/bin",)
 # Variables a developer's shell might carry that would point our processes somewhere else.
 _SCRUB_PREFIXES = ("SHOP_", "CHAOSCTL_")
@@ -45,14 +47,8 @@ class Proc:
         return self.popen.pid
 
     def start(self) -> Proc:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
-            # A new session: Ctrl-C in the terminal reaches pytest, which then stops us by PID.
-            self.popen = subprocess.Popen(self.cmd, env=self.env, stdout=log,
-                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                          start_new_session=True, user=self.user,
-                                          group=self.user, extra_groups=[] if self.user
-                                          else None)
+        # A new session: Ctrl-C in the terminal reaches pytest, which then stops us by PID.
+        self.popen = launch(self.cmd, self.env, self.log_path, user=self.user)
         return self
 
     def alive(self) -> bool:
@@ -188,26 +184,19 @@ class ShopStack:
     # -- processes -------------------------------------------------------------------
     def service_env(self, name: str, overrides: dict[str, str] | None = None,
                     metrics_dir: Path | None = None) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(_SCRUB_PREFIXES) and k not in _SCRUB_NAMES}
-        env.update({f"SHOP_{s.upper()}_URL": self.url(s) for s in SERVICES})
-        env.update({
-            "PYTHONPATH": str(STACK_DIR),
-            "SHOP_REDIS_URL": self.redis_url,
-            "SHOP_DATA_DIR": str(self.data_dir),
-            "CHAOSCTL_ADMIN_TOKEN": self.admin_token,
-            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir or self.workdir / "metrics" / name),
-            "SHOP_REPLICA": "0",
-        })
-        if self.database_url:
-            env["DATABASE_URL"] = self.database_url
+        base = {k: v for k, v in os.environ.items()
+                if not k.startswith(_SCRUB_PREFIXES) and k not in _SCRUB_NAMES}
+        env = shop_env(base, stack=STACK_DIR, urls={s: self.url(s) for s in SERVICES},
+                       redis_url=self.redis_url, data_dir=self.data_dir,
+                       admin_token=self.admin_token,
+                       metrics_dir=metrics_dir or self.workdir / "metrics" / name,
+                       database_url=self.database_url)
         env.update(self.extra_env)
         env.update(overrides or {})
         return env
 
     def _service_proc(self, name: str, port: int, env: dict[str, str], tag: str) -> Proc:
-        cmd = [sys.executable, "-m", "shop.serve", name, "--port", str(port),
-               "--host", "127.0.0.1"]
+        cmd = service_command(name, "127.0.0.1", port)
         return Proc(tag, cmd, env, self.workdir / "logs" / f"{tag}.log")
 
     def start(self) -> ShopStack:
@@ -230,9 +219,7 @@ class ShopStack:
                "--save", "", "--appendonly", "no", "--dir", str(rdir), "--daemonize", "no"]
         self.procs["redis"] = Proc("redis", cmd, dict(os.environ),
                                    self.workdir / "logs" / "redis.log").start()
-        import redis
-
-        client = redis.Redis.from_url(self.redis_url, socket_timeout=1)
+        client = redis_client("127.0.0.1", self.ports["redis"])
         try:
             wait_for(lambda: self._check_alive("redis") and client.ping(), timeout=30,
                      what="redis-server to answer PING")

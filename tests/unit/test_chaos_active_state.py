@@ -7,8 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from chaosctl.chaos.active_state import WorkerRecord, WorkerStore
 from chaosctl.runtime.procs import proc_cmdline, proc_starttime, proc_state
+from chaosctl.runtime.workers import WorkerRecord, WorkerStore
 
 
 def _record(proc: subprocess.Popen, worker_id: str = "overload-test") -> WorkerRecord:

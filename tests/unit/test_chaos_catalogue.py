@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from chaosctl.chaos.catalogue import FAULTS, MAX_BURST_REQUESTS, parse_duration, validate
+from chaosctl.chaos.catalogue import validate
+from chaosctl.domain import FAULTS, MAX_BURST_REQUESTS, parse_duration
 from chaosctl.errors import ExitCode, InvalidInputError
 
 

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from chaosctl.chaos.load import (
-    LoadConfig,
-    LoadStats,
-    require_loopback,
-    retry_failed_orders,
-)
+from chaosctl.chaos.load import LoadConfig, LoadStats, retry_failed_orders
+from chaosctl.clients.http import require_loopback
 from chaosctl.errors import InvalidInputError
 
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import pytest
 
-from chaosctl.chaos.catalogue import FAULTS
+from chaosctl.domain import FAULTS
 from chaosctl.gameday.scenarios import SCENARIOS
-from chaosctl.playbook.catalog import load_catalog
+from chaosctl.playbook.library import load_catalog
 
 EXPECTED = {
     "payment-errors": "payment-degradation",

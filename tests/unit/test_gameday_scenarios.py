@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from chaosctl.chaos.catalogue import FAULTS
+from chaosctl.domain import FAULTS
 from chaosctl.errors import InvalidInputError
 from chaosctl.gameday.model import ReplayStats, ScenarioResult
 from chaosctl.gameday.scenarios import SCENARIOS, Step, covering, get
 from chaosctl.gameday.scoring import replay_objectives, score
 from chaosctl.gameday.steps import check_step
 from chaosctl.gameday.timeline import FAILED, OK, REPLAY
-from chaosctl.gameday.traffic import KeyUse, Traffic, classify
+from chaosctl.gameday.traffic import GameDayTraffic as Traffic
+from chaosctl.gameday.traffic import KeyUse, classify
 
 
 @pytest.mark.parametrize("fault", FAULTS)

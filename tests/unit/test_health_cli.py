@@ -2,6 +2,8 @@
 
 Runs the real CLI in a subprocess (the entry point's error handler is part of the contract).
 "Nothing listening" uses free loopback ports, so the checks really connect and are refused.
+Also: the typer-free fast path parses every command line it accepts exactly as the typer
+command does, and `health --json` imports none of the heavy libraries.
 """
 
 from __future__ import annotations
@@ -12,6 +14,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from chaosctl.cli import health as health_cli
+from chaosctl.cli.health import Options, parse_fast
+from chaosctl.cli.main import load_command
 from tests.support import free_ports
 
 PORT_NAMES = ("gateway", "orders", "payments", "inventory", "notifications", "redis",
@@ -90,3 +99,86 @@ def test_table_output_names_the_problems(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "UNHEALTHY" in result.stdout
     assert "gateway is unreachable" in result.stdout
+
+
+# Command lines the fast path takes: each must mean the same to typer.
+FAST = [
+    [], ["--json"], ["-w"], ["--watch", "--json"], ["--timeout", "0.5"], ["--timeout=3"],
+    ["--json", "--json"], ["--watch", "--count", "3", "--interval", "0.2"],
+    ["--count=1", "-w", "--interval=10"], ["--timeout", "1", "--timeout", "0.25"],
+    ["--interval", "02.50", "--watch"],
+]
+# Command lines it leaves to typer: help, errors, and valid but unusual spellings.
+TYPER_ONLY = [
+    ["--help"], ["-h"], ["--count", "2"], ["--interval", "0.1"], ["--timeout", "0"],
+    ["--timeout", "abc"], ["--timeout"], ["--bogus"], ["extra"], ["--count", "0", "-w"],
+    ["--count", "1.5", "-w"], ["--timeout", "1e1"], ["--timeout", "-1"], ["-wh"],
+    ["--", "--json"], ["--timeout", "\u0663"], ["--interval", "--json"],
+]
+
+
+def typer_options(args: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, Options | None]:
+    """What the typer command passes to `execute` for `args` (and its exit code)."""
+    seen: list[Options] = []
+
+    def record(options: Options) -> int:
+        seen.append(options)
+        return 0
+
+    monkeypatch.setattr(health_cli, "execute", record)
+    app = typer.Typer(rich_markup_mode=None, add_completion=False)
+    health_cli.register(app)
+    result = CliRunner().invoke(app, args)
+    return result.exit_code, (seen[0] if seen else None)
+
+
+@pytest.mark.parametrize("args", FAST, ids=" ".join)
+def test_the_fast_path_reads_a_command_line_as_typer_does(
+        args: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    fast = parse_fast(args)
+    assert fast is not None
+    code, via_typer = typer_options(args, monkeypatch)
+    assert (code, fast) == (0, via_typer)
+
+
+@pytest.mark.parametrize("args", TYPER_ONLY, ids=" ".join)
+def test_the_fast_path_leaves_help_errors_and_odd_spellings_to_typer(args: list[str]) -> None:
+    assert parse_fast(args) is None
+
+
+def test_the_fast_path_knows_every_option_of_the_typer_command() -> None:
+    command = load_command("health")
+    declared = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
+    assert declared - {"--help", "-h"} == set(health_cli.FLAGS) | set(health_cli.VALUED)
+    defaults = {param.name: param.default for param in command.params if param.name != "help"}
+    assert Options(**defaults) == Options()
+
+
+def modules_loaded_by(args: list[str], home: Path) -> set[str]:
+    """The modules `chaosctl ARGS` imports (run through the real entry point)."""
+    code = ("import sys\nfrom chaosctl.cli.main import run\n"
+            f"sys.argv = ['chaosctl', *{args!r}]\n"
+            "try:\n    run()\nexcept SystemExit:\n    pass\n"
+            "print('MODULES', *sorted(sys.modules))\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHAOSCTL_")}
+    env.update(closed_ports_env(), CHAOSCTL_HOME=str(home))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=60).stdout
+    line = next(line for line in out.splitlines() if line.startswith("MODULES "))
+    return set(line.split()[1:])
+
+
+HEAVY = ("typer", "pydantic", "pydantic_settings", "rich", "httpx", "redis", "requests",
+         "asyncio", "http.client", "prometheus_api_client", "yaml")
+
+
+def test_health_json_imports_no_heavy_library(tmp_path: Path) -> None:
+    loaded = modules_loaded_by(["health", "--json", "--timeout", "0.5"], tmp_path)
+    assert "chaosctl.health" in loaded  # it did run the checks
+    assert sorted(m for m in HEAVY if m in loaded) == []
+
+
+def test_health_tables_import_rich_but_not_typer_or_pydantic(tmp_path: Path) -> None:
+    loaded = modules_loaded_by(["health", "--timeout", "0.5"], tmp_path)
+    assert "rich" in loaded
+    assert sorted(m for m in HEAVY if m in loaded and m != "rich") == []

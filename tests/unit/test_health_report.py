@@ -1,26 +1,39 @@
-"""The health verdict and the parsing of service answers: pure logic, no servers."""
+"""The health verdict and the parsing of service answers: pure logic, no servers.
+
+chaosctl.health builds plain dataclasses (no pydantic on `chaosctl health`'s path); the
+pydantic models of chaosctl.results.health are the documented contract. The tests here hold
+the two together: same fields and defaults, and everything the parsers and the verdict build
+is valid under the models and dumps exactly as the models dump it.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from typing import Any
+
 import pytest
 
+from chaosctl import health as plain
+from chaosctl.clients.http import HttpAnswerError, parse_http_answer
 from chaosctl.errors import ExitCode
 from chaosctl.health import (
     CHAOS_KEYS,
     Breaker,
     BreakersHealth,
     ChaosKey,
-    HealthReport,
     PrometheusHealth,
     RedisHealth,
     ServiceHealth,
     Target,
+    build_report,
     dependency_detail,
     exit_code,
     parse_breakers,
     parse_service_health,
     parse_targets,
 )
+from chaosctl.results import health as contract
 
 SERVICES = ("gateway", "orders", "payments", "inventory", "notifications")
 
@@ -43,7 +56,7 @@ def healthy_parts() -> dict:
 
 
 def test_all_good_is_healthy_with_exit_0() -> None:
-    report = HealthReport.build(**healthy_parts())
+    report = build_report(**healthy_parts())
     assert report.healthy is True
     assert report.problems == []
     assert exit_code(report) == ExitCode.OK
@@ -100,7 +113,7 @@ def _degrade(parts: dict, what: str) -> str:
 def test_any_single_problem_makes_it_unhealthy_and_is_named(what: str) -> None:
     parts = healthy_parts()
     expected = _degrade(parts, what)
-    report = HealthReport.build(**parts)
+    report = build_report(**parts)
     assert report.healthy is False
     assert exit_code(report) == ExitCode.UNHEALTHY
     assert len(report.problems) == 1, report.problems
@@ -112,7 +125,7 @@ def test_json_shape_is_stable() -> None:
     parts = healthy_parts()
     _degrade(parts, "chaos_on")
     _degrade(parts, "target_down")
-    data = HealthReport.build(**parts).model_dump(mode="json")
+    data = build_report(**parts).to_json()
     assert set(data) == {
         "healthy", "problems", "services", "breakers", "redis", "prometheus", "chaos",
         "checked_at",
@@ -190,3 +203,109 @@ def test_targets_parsing_lists_every_target_that_is_not_up() -> None:
     assert prom.targets_down[1].last_error == "context deadline exceeded"
     assert parse_targets("u", {"data": {"activeTargets": []}}).status == "error"
     assert parse_targets("u", {"error": "x"}).status == "error"
+
+
+def test_unexpected_breaker_state_or_target_health_is_an_error_not_a_crash() -> None:
+    # The statuses are Literals in the result models: a value outside them is reported, not
+    # passed through (it would break the documented shape) and not a traceback.
+    odd = parse_breakers("u", {"breakers": {"payments": {"state": "melted"}}})
+    assert (odd.status, odd.detail) == ("error", "unexpected state 'melted' for payments")
+    weird = {"data": {"activeTargets": [{"labels": {"job": "x"}, "health": "sideways"}]}}
+    assert parse_targets("u", weird).targets_down[0].health == "unknown"
+
+
+MODEL_PAIRS = [(getattr(plain, name), getattr(contract, name)) for name in (
+    "ServiceHealth", "Breaker", "BreakersHealth", "RedisHealth", "Target", "PrometheusHealth",
+    "ChaosKey", "HealthReport")]
+
+
+def _plain_fields(cls: type) -> list[tuple[str, bool, Any]]:
+    out = []
+    for f in dataclasses.fields(cls):
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        default = None if required else (
+            f.default_factory() if f.default is dataclasses.MISSING else f.default)
+        out.append((f.name, required, default))
+    return out
+
+
+def _model_fields(model: Any) -> list[tuple[str, bool, Any]]:
+    return [(name, info.is_required(),
+             None if info.is_required() else info.get_default(call_default_factory=True))
+            for name, info in model.model_fields.items()]
+
+
+@pytest.mark.parametrize(("plain_cls", "model"), MODEL_PAIRS, ids=lambda c: c.__name__)
+def test_each_runtime_class_has_its_contract_models_fields_and_defaults(plain_cls: type,
+                                                                       model: Any) -> None:
+    assert _plain_fields(plain_cls) == _model_fields(model)
+
+
+def assert_valid_under_the_contract(report: plain.HealthReport) -> None:
+    data = report.to_json()
+    assert json.loads(json.dumps(data)) == data  # plain JSON types only
+    validated = contract.HealthReport.model_validate(data, strict=False)
+    assert validated.model_dump(mode="json") == data
+
+
+def every_report() -> list[plain.HealthReport]:
+    """One report per problem, plus reports carrying each parser's odd and error results."""
+    reports = []
+    for what in ("service_down", "service_degraded", "service_unreachable", "breaker_open",
+                 "breaker_half_open", "breakers_unknown", "redis_down", "prometheus_not_ready",
+                 "target_down", "chaos_on", "chaos_without_ttl"):
+        parts = healthy_parts()
+        _degrade(parts, what)
+        reports.append(build_report(**parts))
+    odd_services = {
+        "gateway": parse_service_health("u", 200, "<html>", 1.0),
+        "orders": parse_service_health("u", 503, {"status": "down"}, 2.5),
+        "payments": parse_service_health("u", 200, {"status": "ok", "dependencies": {
+            "chaos": {"error_rate": 0.5}}}, 0.0),
+    }
+    targets = {"data": {"activeTargets": [
+        {"labels": {"job": "x"}, "health": "sideways"},
+        {"labels": {"job": "y", "instance": "i"}, "health": "down", "lastError": "boom"}]}}
+    for breakers, prometheus in (
+        (parse_breakers("u", {"breakers": {"payments": {
+            "state": "open", "failure_rate": 1, "calls_in_window": 20, "owner": "orders",
+            "next_probe_at": 12}}}), parse_targets("u", targets)),
+        (parse_breakers("u", {"breakers": {"payments": {"state": "melted"}}}),
+         parse_targets("u", {"data": {"activeTargets": []}})),
+        (parse_breakers("u", "not json"), parse_targets("u", None)),
+    ):
+        parts = healthy_parts()
+        parts["services"].update(odd_services)
+        parts.update(breakers=breakers, prometheus=prometheus)
+        reports.append(build_report(**parts))
+    return reports
+
+
+def test_everything_the_health_code_builds_is_valid_under_the_contract() -> None:
+    reports = every_report()
+    assert all(not r.healthy for r in reports)
+    for report in [build_report(**healthy_parts()), *reports]:
+        assert_valid_under_the_contract(report)
+
+
+def test_numbers_are_dumped_as_the_models_dump_them() -> None:
+    # The model's `float | None` fields turn 1 into 1.0; the plain data must print the same.
+    breaker = parse_breakers("u", {"breakers": {"p": {"state": "open", "failure_rate": 1,
+                                                      "next_probe_at": 3}}}).states["p"]
+    assert (breaker.failure_rate, breaker.next_probe_at) == (1.0, 3.0)
+    assert isinstance(breaker.failure_rate, float)
+
+
+def test_http_answers_are_read_whole_or_refused() -> None:
+    ok = parse_http_answer(b"HTTP/1.1 200 OK\r\ncontent-length: 16\r\n\r\n{\"status\": \"ok\"}")
+    assert (ok.status, ok.json()) == (200, {"status": "ok"})
+    no_length = parse_http_answer(b"HTTP/1.0 503 Service Unavailable\r\nX: y\r\n\r\n{}")
+    assert (no_length.status, no_length.json()) == (503, {})
+    extra = parse_http_answer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}junk")
+    assert extra.body == b"{}"
+    for raw, why in ((b"", "without an answer"), (b"SSH-2.0-OpenSSH\r\n", "not an HTTP"),
+                     (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}", "cut short"),
+                     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}",
+                      "chunked")):
+        with pytest.raises(HttpAnswerError, match=why):
+            parse_http_answer(raw)

@@ -16,15 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from chaosctl.chaos.active_state import WorkerStore
 from chaosctl.chaos.worker import spawn_command
 from chaosctl.config import Settings
-from chaosctl.playbook.catalog import load_catalog
 from chaosctl.playbook.conditions import Probe, evaluate
+from chaosctl.playbook.library import load_catalog
 from chaosctl.playbook.loader import PlaybookValidationError
 from chaosctl.playbook.model import LoadTestCondition
 from chaosctl.playbook.registry import StepContext
 from chaosctl.playbook.steps_remedy import StopLoadTestParams, stop_load_test
+from chaosctl.runtime.workers import WorkerStore
 from tests.support import free_port, free_ports, wait_for
 
 PLAYBOOK = """\

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from chaosctl.playbook.catalog import load_catalog
+from chaosctl.playbook.library import load_catalog
 from chaosctl.playbook.model import Playbook
 from chaosctl.playbook.rules import condition_promql, render_rules, shipped_rules_path
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from chaosctl.errors import PlaybookError
-from chaosctl.playbook.catalog import load_catalog, playbook_files
+from chaosctl.playbook.library import load_catalog, playbook_files
 from chaosctl.playbook.loader import PlaybookValidationError
 from chaosctl.playbook.model import parse_duration
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from chaosctl.config import SERVICES, Settings
+from chaosctl.config import Settings
+from chaosctl.domain import SERVICES
 from chaosctl.resources import stack_dir
 from chaosctl.runtime.prometheus_config import write_prometheus_config
 
