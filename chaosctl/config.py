@@ -4,12 +4,13 @@ Precedence, highest first: command-line flags (passed as overrides), `CHAOSCTL_*
 variables, the config file (`$CHAOSCTL_CONFIG`, else `$CHAOSCTL_HOME/config.toml`), defaults.
 Defaults are the runbook's ports on 127.0.0.1.
 
-Why a stdlib dataclass and not a pydantic-settings model: every command loads the settings,
-`chaosctl health` first of all, and must start as fast as the runbook's curl loop. CPU time of
-`python -c "import X"` on the 2-core machine (median of 7, getrusage of the child, loaded
-machine): bare interpreter 24 ms, pydantic 231 ms, pydantic_settings 411 ms, this module with
-pydantic-settings 456 ms; as a dataclass it adds a few ms to the interpreter (figures in
-README's health section). Eleven fields with their checks are less code than that costs.
+Why a stdlib dataclass and not a pydantic-settings model (it was one until issue 11): every
+command loads the settings, `chaosctl health` first of all, and that command must start as
+fast as the runbook's curl loop. CPU time of `python -c "import X"` on the 2-core machine
+(getrusage of the child, median of 7-15 runs, loaded machine): bare interpreter 20-24 ms,
+pydantic 231 ms, pydantic_settings 411 ms, this module as a pydantic-settings model 456 ms;
+as this dataclass 80 ms, of which 66 ms is chaosctl.domain's standard-library imports.
+Twelve fields with their checks cost less code than that.
 """
 
 from __future__ import annotations

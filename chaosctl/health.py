@@ -132,10 +132,6 @@ class HealthReport:
         """The `chaosctl health --json` object (chaosctl.results.health.HealthReport)."""
         return asdict(self)
 
-    def model_dump(self, mode: str = "json") -> dict[str, Any]:
-        """`to_json`, for callers written when this was the pydantic model (playbook/api.py)."""
-        return self.to_json()
-
 
 def build_report(
     *,

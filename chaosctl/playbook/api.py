@@ -55,7 +55,7 @@ class DiagnoseReport:
                            "error": self.prometheus_error},
             "firing": self.firing,
             "playbooks": [d.to_json() for d in self.detections],
-            "direct": self.direct.model_dump(mode="json") if self.direct is not None else None,
+            "direct": self.direct.to_json() if self.direct is not None else None,
         }
 
 

@@ -1,7 +1,9 @@
 """The `--json` contracts: one pydantic model per shape a command prints.
 
 These models are the documented shapes. The CLI validates what it prints through them
-(`dump`), `--help` and README render their shapes from them (`chaosctl.cli.shapes`), and
+(`dump`) except on `health`'s hot path, which builds plain dataclasses mirroring them
+(chaosctl/health.py; tests/unit/test_health_report.py keeps the two identical);
+`--help` and README render their shapes from them (`chaosctl.cli.shapes`), and
 tests/unit/test_json_contracts.py pins each one against a checked-in JSON schema, so a
 shape changes only on purpose. The core may build them directly; nothing here imports
 chaosctl beyond this package, so any layer can.
