@@ -139,7 +139,7 @@ def contracts() -> dict[str, tuple[Any, dict[type[BaseModel], str]]]:
     """Every documented `--json` shape: name -> (model, named shapes). README's shape blocks
     and tests/unit/test_json_contracts.py's schema snapshot are both generated from this."""
     from chaosctl.cli.playbook_render import SHAPE_NAMES
-    from chaosctl.results import chaos, gameday, health, playbook, stack
+    from chaosctl.results import chaos, experiment, gameday, health, playbook, stack
 
     plain: dict[type[BaseModel], str] = {}
     return {
@@ -158,6 +158,7 @@ def contracts() -> dict[str, tuple[Any, dict[type[BaseModel], str]]]:
         "watch round": (playbook.WatchRound, plain),
         "watch event": (playbook.WatchEvent, plain),
         "game-day": (gameday.GameDayResult, plain),
+        "experiment": (experiment.ExperimentResult, {experiment.Metrics: "METRICS"}),
     }
 
 

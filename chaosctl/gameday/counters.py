@@ -3,6 +3,8 @@ amplification) and load shed, before and after a run."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
@@ -45,3 +47,32 @@ def read_counters(settings: Settings) -> Counters:
         except httpx.HTTPError:
             pass
     return counters
+
+
+class BreakerSampler(threading.Thread):
+    """Once a second, how many breakers are not closed (gateway -> orders, orders ->
+    payments/inventory); -1 when /status/breakers did not answer. Keyed by whole seconds of
+    `clock`: the game day shades its chart with it, the experiment computes breaker-open %."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], float],
+                 name: str = "breaker-sampler") -> None:
+        super().__init__(name=name, daemon=True)
+        self.url = settings.url("gateway") + "/status/breakers"
+        self.clock = clock
+        self.by_second: dict[int, int] = {}
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        with http_client(timeout=1.0) as client:
+            while not self._stop_event.is_set():
+                try:
+                    breakers = client.get(self.url).json()["breakers"]
+                    value = sum(1 for b in breakers.values() if b.get("state_code", 0) != 0)
+                except (httpx.HTTPError, ValueError, KeyError, AttributeError):
+                    value = -1
+                self.by_second[int(self.clock())] = value
+                self._stop_event.wait(1.0)
+
+    def stop(self, timeout: float = 3.0) -> None:
+        self._stop_event.set()
+        self.join(timeout=timeout)

@@ -13,9 +13,8 @@ recorded (and scored as wrong), nothing is remediated.
 from __future__ import annotations
 
 import os
-import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +22,7 @@ from chaosctl.config import Settings
 from chaosctl.errors import ChaosctlError, ExitCode
 from chaosctl.events import EventBus, Listener
 from chaosctl.gameday import integrity
-from chaosctl.gameday.counters import read_counters
+from chaosctl.gameday.counters import BreakerSampler, read_counters
 from chaosctl.gameday.model import Marker, ScenarioResult
 from chaosctl.gameday.replay import DEADLINE_S
 from chaosctl.gameday.scenarios import Scenario
@@ -65,33 +64,6 @@ class GameDayOptions:
     preflight_wait_s: float = 15.0  # how long an unhealthy stack may take to turn healthy
 
 
-class BreakerSampler(threading.Thread):
-    """Once a second, how many breakers are not closed (for the chart's shading)."""
-
-    def __init__(self, settings: Settings, clock: Callable[[], float]) -> None:
-        super().__init__(name="gameday-breakers", daemon=True)
-        self.url = settings.url("gateway") + "/status/breakers"
-        self.clock = clock
-        self.by_second: dict[int, int] = {}
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        import httpx
-
-        with httpx.Client(timeout=1.0, trust_env=False) as client:
-            while not self._stop_event.is_set():
-                try:
-                    breakers = client.get(self.url).json()["breakers"]
-                    value = sum(1 for b in breakers.values() if b.get("state_code", 0) != 0)
-                except (httpx.HTTPError, ValueError, KeyError, AttributeError):
-                    value = -1
-                self.by_second[int(self.clock())] = value
-                self._stop_event.wait(1.0)
-
-    def stop(self) -> None:
-        self._stop_event.set()
-
-
 class GameDay:
     def __init__(self, settings: Settings, scenario: Scenario, options: GameDayOptions,
                  listeners: Iterable[Listener] = ()) -> None:
@@ -106,7 +78,7 @@ class GameDay:
                                + options.duration_s + options.after_s + 30.0
                                + (DEADLINE_S if scenario.replay else 0.0),
                                replay_share=options.replay_share)
-        self.sampler = BreakerSampler(settings, self.traffic.now)
+        self.sampler = BreakerSampler(settings, self.traffic.now, "gameday-breakers")
         self.baseline_p95: float | None = None
         self.engine: Engine | None = None
         self.remediation_problem: str | None = None

@@ -50,7 +50,8 @@ def test_shapes_match_the_checked_in_snapshot() -> None:
 
 def test_readme_shows_the_generated_shapes() -> None:
     readme = (ROOT / "README.md").read_text()
-    for name in ("health", "diagnose", "remediate", "watch round", "watch event", "game-day"):
+    for name in ("health", "diagnose", "remediate", "watch round", "watch event", "game-day",
+                 "experiment"):
         block = f"<!-- json-shape: {name} -->\n```\n{readme_block(name)}\n```"
         assert block in readme, (f"README's {name!r} shape is stale: run "
                                  "`.venv/bin/python -m chaosctl.cli.shapes README.md`")
@@ -100,7 +101,8 @@ def test_every_shape_is_in_its_commands_help(tmp_path: Path) -> None:
              "playbooks list": ("playbooks", "list"),
              "playbooks validate": ("playbooks", "validate"), "diagnose": ("diagnose",),
              "remediate": ("remediate",), "watch round": ("watch",),
-             "watch event": ("watch",), "game-day": ("game-day",)}
+             "watch event": ("watch",), "game-day": ("game-day",),
+             "experiment": ("experiment",)}
     assert set(helps) == set(contracts())
     for name, (model, names) in contracts().items():
         text = cli(tmp_path, *helps[name], "--help").stdout

@@ -1,0 +1,73 @@
+"""The study's six configurations as switch sets of the bundled stack (stack/shop/settings.py).
+
+A none; B retries (max 3, no jitter, immediate); C retries + per-hop timeouts; D C + circuit
+breakers; E D + bulkheads + load shedding; F E + idempotency keys + outbox. Each is applied by
+restarting the five services with these SHOP_* variables; an empty set is the stack's normal
+configuration, which F is (see the notes for where our knobs differ from the paper's)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from chaosctl.errors import InvalidInputError
+
+# "No timeout": longer than any client waits (the experiment's client gives up at 30 s).
+NO_TIMEOUT_S = "120"
+_OFF = "0"
+_ON = "1"
+_NO_TIMEOUTS = {
+    "SHOP_TIMEOUT_ORDERS_S": NO_TIMEOUT_S, "SHOP_TIMEOUT_PAYMENTS_S": NO_TIMEOUT_S,
+    "SHOP_TIMEOUT_INVENTORY_S": NO_TIMEOUT_S, "SHOP_TIMEOUT_NOTIFICATIONS_S": NO_TIMEOUT_S,
+    "SHOP_REQUEST_BUDGET_S": NO_TIMEOUT_S,
+}
+# The paper's naive retries: 3 retries (4 attempts), no retry budget. The stack always backs
+# off with full jitter (50 ms base, 1 s cap): there is no knob for "immediate, no jitter".
+_PLAIN_RETRIES = {"SHOP_RETRIES": _ON, "SHOP_RETRY_MAX_ATTEMPTS": "4",
+                  "SHOP_RETRY_BUDGET_RATIO": "1000", "SHOP_RETRY_BUDGET_FLOOR": "10000"}
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    label: str
+    env: dict[str, str] = field(default_factory=dict)
+    breakers: bool = False  # breaker-open time means something only with breakers on
+    note: str = ""
+
+
+CONFIGS: dict[str, Config] = {c.name: c for c in (
+    Config("A", "none", {"SHOP_RETRIES": _OFF, "SHOP_BREAKERS": _OFF, "SHOP_BULKHEADS": _OFF,
+                         "SHOP_LOAD_SHEDDING": _OFF, "SHOP_IDEMPOTENCY": _OFF, **_NO_TIMEOUTS},
+           note=f"no retries, breakers, bulkheads, shedding or idempotency; timeouts "
+                f"{NO_TIMEOUT_S} s (none the client would notice)"),
+    Config("B", "retries", {"SHOP_BREAKERS": _OFF, "SHOP_BULKHEADS": _OFF,
+                            "SHOP_LOAD_SHEDDING": _OFF, "SHOP_IDEMPOTENCY": _OFF,
+                            **_PLAIN_RETRIES, **_NO_TIMEOUTS},
+           note="4 attempts, no retry budget; backoff keeps the stack's full jitter "
+                "(50 ms base, 1 s cap): no knob turns it off"),
+    Config("C", "retries + timeouts", {"SHOP_BREAKERS": _OFF, "SHOP_BULKHEADS": _OFF,
+                                       "SHOP_LOAD_SHEDDING": _OFF, "SHOP_IDEMPOTENCY": _OFF,
+                                       **_PLAIN_RETRIES},
+           note="B plus the stack's per-hop timeouts (payments 2 s, inventory 2.5 s, "
+                "orders 8 s, request budget 10 s)"),
+    Config("D", "C + breakers", {"SHOP_BULKHEADS": _OFF, "SHOP_LOAD_SHEDDING": _OFF,
+                                 "SHOP_IDEMPOTENCY": _OFF, **_PLAIN_RETRIES},
+           breakers=True, note="C plus circuit breakers (50 % failures in 10 s, open 30 s)"),
+    Config("E", "D + bulkheads + shedding", {"SHOP_IDEMPOTENCY": _OFF, **_PLAIN_RETRIES},
+           breakers=True, note="D plus bulkheads (20 per downstream) and adaptive load "
+                               "shedding at the gateway"),
+    Config("F", "E + idempotency + outbox", {}, breakers=True,
+           note="the stack's normal configuration: E plus idempotency keys, and its retry "
+                "budget (30 % of calls); the outbox is on in every configuration (no knob)"),
+)}
+
+
+def parse_configs(text: str) -> list[str]:
+    """"A,C,F" (any case, spaces allowed) -> ["A", "C", "F"]; InvalidInputError otherwise."""
+    names = [part.strip().upper() for part in text.split(",") if part.strip()]
+    bad = [n for n in names if n not in CONFIGS]
+    if bad or not names:
+        raise InvalidInputError(f"--configs {text!r}: unknown configuration "
+                                f"{', '.join(bad) or '(none given)'}; valid: "
+                                f"{','.join(CONFIGS)} (e.g. --configs A,D,F)")
+    return list(dict.fromkeys(names))
