@@ -5,13 +5,15 @@ BIN := $(VENV)/bin
 # Extra pytest options, e.g. `make test PYTEST_ARGS='-x tests/unit'`.
 PYTEST_ARGS ?=
 
-.PHONY: help venv deps demo test test-slow test-all lint clean
+.PHONY: help venv deps demo test test-fast test-slow test-docker test-all lint clean
 
 help:
 	@echo "make demo   install what is missing, bring the stack up, break it, watch it recover"
 	@echo "make test   install dev dependencies and run the test suite (all but the slow game days)"
+	@echo "make test-fast  unit + integration tests only, no CLI stack (-m 'not slow and not e2e')"
 	@echo "make test-slow  the game days and incident rehearsals (pytest -m slow; CI runs both)"
 	@echo "make test-all   both"
+	@echo "make test-docker  the docker backend on a private dockerd (root; bash scripts/engines.sh first)"
 	@echo "make deps   install redis-server and prometheus (apt-get) when missing"
 	@echo "make venv   create $(VENV) and install chaosctl with its dev extras"
 	@echo "make lint   ruff"
@@ -34,14 +36,26 @@ demo: deps venv
 # pytest's own exit code is make's: 5 ("no tests collected") fails the build like any other.
 # Game days and incident rehearsals take minutes each: marked `slow`, run by `make test-slow`
 # (and by CI after `make test`), so `make test` stays well under 15 minutes.
+# tests/docker (marked `docker` by its conftest.py) needs root and a private dockerd: only
+# `make test-docker` runs it, none of the other test targets.
 test: venv
-	$(BIN)/pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/pytest -q -m "not slow and not docker" $(PYTEST_ARGS)
+
+# tests/e2e and tests/integration are marked `e2e` / `integration` by their conftest.py:
+# the fast subset leaves out everything that drives the CLI against a live stack.
+test-fast: venv
+	$(BIN)/pytest -q -m "not slow and not e2e and not docker" $(PYTEST_ARGS)
 
 test-slow: venv
-	$(BIN)/pytest -q -m slow $(PYTEST_ARGS)
+	$(BIN)/pytest -q -m "slow and not docker" $(PYTEST_ARGS)
+
+# A private dockerd per session (tests/docker/conftest.py); the first run builds the stack image
+# offline (debootstrap + wheels, cached under ~/.cache/chaosctl), about 6 minutes.
+test-docker: venv
+	$(BIN)/pytest -q -m docker tests/docker $(PYTEST_ARGS)
 
 test-all: venv
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(BIN)/pytest -q -m "not docker" $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check chaosctl tests benchmarks stack

@@ -143,3 +143,20 @@ def test_edge_proxy_refuses_a_bad_route() -> None:
             edge_proxy.parse(["gateway:8000"])
     finally:
         sys.path.remove(str(STACK / "image"))
+
+
+def test_docker_services_get_shop_tuning_but_keep_their_own_wiring(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from chaosctl.config import Settings
+    from chaosctl.runtime.docker import DockerBackend
+
+    monkeypatch.setenv("SHOP_MAX_INFLIGHT", "77")  # tuning: passed on, as the local backend
+    monkeypatch.setenv("SHOP_DATA_DIR", "/elsewhere")  # wiring: the container's own
+    monkeypatch.setenv("SHOP_ORDERS_URL", "http://127.0.0.1:1")
+    backend = DockerBackend(Settings(home=tmp_path))
+    env = backend._service_env(2)
+    assert env["SHOP_MAX_INFLIGHT"] == "77"
+    assert env["SHOP_DATA_DIR"] == "/data" and env["SHOP_REPLICA"] == "1"
+    assert env["SHOP_ORDERS_URL"] == "http://orders:8001"
+    # the services' volume is bound to the directory the host-side readers use
+    assert backend.data_dir == tmp_path / "data"

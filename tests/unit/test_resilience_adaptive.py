@@ -1,0 +1,199 @@
+"""The gateway's adaptive concurrency limit, driven with a fake clock and hand-made latencies."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from shop.resilience import AdaptiveLimit, AdaptiveLimitConfig, FakeClock
+
+WINDOW = AdaptiveLimitConfig().window_s
+
+
+def run_windows(limit: AdaptiveLimit, clock: FakeClock, rtt_s: float, windows: int,
+                busy: bool = True) -> None:
+    """`windows` windows of completions at latency `rtt_s`; `busy` fills every slot first
+    (the limit is what bounds concurrency), otherwise only one request runs at a time."""
+    for _ in range(windows):
+        held = limit.limit - limit.inflight if busy else 1
+        for _ in range(held):
+            assert limit.try_acquire()
+        for _ in range(held):
+            clock.advance(WINDOW / held)
+            limit.release(rtt_s)
+
+
+def test_steady_latency_with_every_slot_used_lets_the_limit_grow_to_its_bound() -> None:
+    clock = FakeClock()
+    seen: list[int] = []
+    limit = AdaptiveLimit(AdaptiveLimitConfig(initial_limit=10, max_limit=40,
+                                              probe_interval_s=1000), clock=clock,
+                          on_change=seen.append)
+    run_windows(limit, clock, 0.02, windows=60)
+    assert limit.limit == 40
+    assert seen[0] == 10 and seen[-1] == 40 and seen == sorted(seen)
+
+
+def test_queueing_latency_shrinks_the_limit_but_never_below_min() -> None:
+    clock = FakeClock()
+    limit = AdaptiveLimit(AdaptiveLimitConfig(initial_limit=50, min_limit=6,
+                                              probe_interval_s=1000), clock=clock)
+    run_windows(limit, clock, 0.02, windows=3)  # learns the no-load latency
+    grown = limit.limit
+    run_windows(limit, clock, 0.2, windows=5)  # 10x: requests queue downstream
+    assert limit.limit < grown
+    run_windows(limit, clock, 0.2, windows=80)
+    assert limit.limit == 6
+
+
+def test_windows_that_leave_slots_unused_do_not_move_the_limit() -> None:
+    clock = FakeClock()
+    limit = AdaptiveLimit(AdaptiveLimitConfig(initial_limit=30, min_samples=1), clock=clock)
+    run_windows(limit, clock, 0.02, windows=2, busy=False)
+    run_windows(limit, clock, 0.5, windows=10, busy=False)  # slow, but load is 1 of 30
+    assert limit.limit == 30
+
+
+def test_a_quiet_gateway_drifts_back_to_its_initial_limit_after_a_fault() -> None:
+    clock = FakeClock()
+    limit = AdaptiveLimit(AdaptiveLimitConfig(initial_limit=20, min_limit=4,
+                                              probe_interval_s=1000), clock=clock)
+    run_windows(limit, clock, 0.02, windows=2)
+    run_windows(limit, clock, 1.0, windows=40)  # a fault: the limit goes to its floor
+    assert limit.limit <= 5
+    run_windows(limit, clock, 0.02, windows=80, busy=False)  # then little traffic
+    assert limit.limit == 20
+
+
+def test_a_gateway_idle_for_idle_reset_s_starts_again_from_its_initial_limit() -> None:
+    clock = FakeClock()
+    limit = AdaptiveLimit(AdaptiveLimitConfig(initial_limit=20, min_limit=4,
+                                              probe_interval_s=1000), clock=clock)
+    run_windows(limit, clock, 0.02, windows=2)
+    run_windows(limit, clock, 1.0, windows=40)
+    assert limit.limit <= 5
+    clock.advance(limit.config.idle_reset_s - 0.1)
+    assert limit.try_acquire() and limit.limit <= 5  # not idle long enough yet
+    limit.release(None)
+    clock.advance(limit.config.idle_reset_s)
+    assert limit.try_acquire() and limit.limit == 20
+
+
+def test_a_probe_at_min_limit_relearns_the_no_load_latency_of_a_slower_dependency() -> None:
+    clock = FakeClock()
+    seen: list[int] = []
+    limit = AdaptiveLimit(AdaptiveLimitConfig(initial_limit=20, min_limit=4), clock=clock,
+                          rng=lambda: 0.5, on_change=seen.append)  # probes every 10 s
+    run_windows(limit, clock, 0.02, windows=4)
+    assert limit.long_rtt == pytest.approx(0.02)
+    run_windows(limit, clock, 0.5, windows=4)  # a latency fault: looks like a queue
+    shrunk = limit.limit
+    assert shrunk < 20 and limit.long_rtt == pytest.approx(0.02)
+    while not limit.probing:
+        run_windows(limit, clock, 0.5, windows=1)
+    assert limit.limit == 4 and seen[-1] == 4  # the probe runs at min_limit (exported too)
+    while limit.probing:
+        run_windows(limit, clock, 0.5, windows=1)
+    assert limit.long_rtt == pytest.approx(0.5)  # 0.5 s is this dependency's normal now
+    before = limit.limit
+    run_windows(limit, clock, 0.5, windows=10)
+    assert limit.limit > before  # and the limit grows again
+
+
+def test_only_requests_admitted_during_a_probe_measure_it() -> None:
+    clock = FakeClock()
+    limit = AdaptiveLimit(AdaptiveLimitConfig(initial_limit=20, probe_samples=2), clock=clock,
+                          rng=lambda: 0.5)
+    run_windows(limit, clock, 0.02, windows=4)
+    old = [limit.epoch for _ in range(3) if limit.try_acquire()]
+    while not limit.probing:
+        run_windows(limit, clock, 0.02, windows=1)
+    for epoch in old:  # admitted before the probe, finishing during it: queued, slow
+        limit.release(3.0, epoch)
+    assert limit.probing
+    for _ in range(2):
+        assert limit.try_acquire()
+    for _ in range(2):
+        limit.release(0.03)
+    assert not limit.probing and limit.long_rtt == pytest.approx(0.03)
+
+
+def test_at_the_limit_without_latency_samples_a_request_is_refused_at_once() -> None:
+    async def main() -> None:
+        limit = AdaptiveLimit(AdaptiveLimitConfig(initial_limit=4, min_limit=4))
+        assert all([await limit.acquire() for _ in range(4)])
+        assert await limit.acquire() is False  # no pace known: no queue
+        assert limit.inflight == 4
+        for _ in range(4):
+            limit.release(None)
+        assert limit.inflight == 0
+
+    asyncio.run(main())
+
+
+def test_a_queued_request_gets_the_released_slot_and_no_slot_leaks() -> None:
+    async def main() -> None:
+        clock = FakeClock()
+        limit = AdaptiveLimit(AdaptiveLimitConfig(initial_limit=4, min_limit=4, max_limit=4,
+                                                  max_queue_s=10.0), clock=clock)
+        run_windows(limit, clock, 0.01, windows=2)  # pace known: 4 slots x 10 s / 10 ms
+        assert limit.queue_room() == 4
+        for _ in range(4):
+            assert limit.try_acquire()
+        waiters = [asyncio.create_task(limit.acquire()) for _ in range(5)]
+        await asyncio.sleep(0)
+        assert limit.queued == 4  # the fifth found the queue full
+        assert waiters[4].done() and waiters[4].result() is False
+        for _ in range(4):
+            limit.release(0.01)
+        assert [await w for w in waiters[:4]] == [True] * 4
+        assert limit.inflight == 4  # handed over, not freed
+        for _ in range(4):
+            limit.release(0.01)
+        assert limit.inflight == 0 and limit.queued == 0
+
+    asyncio.run(main())
+
+
+def test_a_request_queued_past_max_queue_s_is_refused_and_leaves_no_trace() -> None:
+    async def main() -> None:
+        clock = FakeClock()
+        limit = AdaptiveLimit(AdaptiveLimitConfig(initial_limit=4, min_limit=4, max_limit=4,
+                                                  max_queue_s=0.02), clock=clock)
+        run_windows(limit, clock, 0.001, windows=2)
+        for _ in range(4):
+            assert limit.try_acquire()
+        assert await limit.acquire() is False  # waited 20 ms (real time), no slot came
+        assert limit.queued == 0 and limit.inflight == 4
+        limit.release(None)
+        assert limit.try_acquire()  # the freed slot went to nobody else
+
+    asyncio.run(main())
+
+
+def test_a_cancelled_waiter_that_was_handed_a_slot_passes_it_on() -> None:
+    async def main() -> None:
+        clock = FakeClock()
+        limit = AdaptiveLimit(AdaptiveLimitConfig(initial_limit=4, min_limit=4, max_limit=4,
+                                                  max_queue_s=10.0), clock=clock)
+        run_windows(limit, clock, 0.01, windows=2)
+        for _ in range(4):
+            assert limit.try_acquire()
+        first = asyncio.create_task(limit.acquire())
+        second = asyncio.create_task(limit.acquire())
+        await asyncio.sleep(0)
+        limit.release(None)  # handed to `first`...
+        first.cancel()  # ...which leaves before it runs
+        assert await second is True
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        assert limit.inflight == 4
+
+    asyncio.run(main())
+
+
+def test_bad_bounds_are_refused() -> None:
+    with pytest.raises(ValueError):
+        AdaptiveLimitConfig(min_limit=10, max_limit=5)
+    with pytest.raises(ValueError):
+        AdaptiveLimitConfig(tolerance=0.5)
