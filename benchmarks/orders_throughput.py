@@ -14,6 +14,15 @@ exceed it is counted as `client_saturated` instead of queued), loopback addresse
 Retry amplification = payments calls made by orders (downstream_requests_total{to_service=
 "payments"}, read from orders' /metrics before and after) / orders that reached payments
 (orders_total completed + payment_failed over the same span).
+
+`--cpu` measures CPU instead of speed (robust on a shared machine, unlike orders/s):
+`--cpu-orders` orders (300) through chaosctl's closed-loop LoadGenerator at `--concurrency`
+(8), reading utime+stime from /proc/PID/stat of every stack process before and after, and
+prints CPU ms per order for each process and the stack, medians over `--repeat`. The same
+run first measures GET /health on the gateway (the cheapest request the stack serves) as the
+baseline, so the order's cost is also printed as a multiple of that.
+
+    .venv/bin/python benchmarks/orders_throughput.py --cpu --repeat 3
 """
 
 from __future__ import annotations
@@ -35,6 +44,8 @@ from urllib.parse import urlparse
 import httpx
 
 from chaosctl.stats import percentile
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 REPO = Path(__file__).resolve().parents[1]
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -179,6 +190,139 @@ MEDIAN_FIELDS = {"baseline": ("orders_per_s", "p50_ms", "p99_ms"),
                             "retry_amplification")}
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """utime + stime of one process (all its threads), from /proc/PID/stat."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(")") + 2:].split()  # after "pid (comm) ": field 3 is fields[0]
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def stack_pids(stack: object | None, home: str | None) -> dict[str, int]:
+    """PIDs of every stack process: the stack this script started, or chaosctl's pid files."""
+    if stack is not None:
+        return stack.pids()  # type: ignore[attr-defined]
+    from chaosctl.runtime.procs import RunDir
+
+    base = Path(home or os.environ.get("CHAOSCTL_HOME")
+                or Path.home() / ".local/state/chaosctl")
+    records, _bad = RunDir(base / "run").records()
+    return {rec.label: rec.pid for rec in records if rec.is_ours()}
+
+
+def _cpu_now(pids: dict[str, int]) -> dict[str, float]:
+    return {name: cpu for name, pid in pids.items() if (cpu := cpu_seconds(pid)) is not None}
+
+
+def _closed_loop(gateway: str, orders: int, concurrency: int, path: str = "/orders"
+                 ) -> dict:
+    from chaosctl.chaos.load import LoadConfig, LoadGenerator, order_request
+
+    def health_request(_i: int) -> tuple[str, dict, dict]:
+        return "/health", {}, {}
+
+    config = LoadConfig(base_url=gateway, rps=0, duration_s=300, max_requests=orders,
+                        concurrency=concurrency, timeout_s=30,
+                        make_request=order_request if path == "/orders" else health_request)
+    return asyncio.run(LoadGenerator(config).run())
+
+
+def _health_closed_loop(gateway: str, n: int, concurrency: int) -> dict:
+    """GET /health back-to-back (the generator POSTs, so this is a small client of its own)."""
+    async def go() -> dict:
+        codes: Counter[int] = Counter()
+        left = n
+        async with httpx.AsyncClient(base_url=gateway, trust_env=False) as client:
+            async def worker() -> None:
+                nonlocal left
+                while left > 0:
+                    left -= 1
+                    codes[(await client.get("/health")).status_code] += 1
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return {"status_counts": {str(k): v for k, v in codes.items()}}
+    return asyncio.run(go())
+
+
+def cpu_round(gateway: str, pids: dict[str, int], orders: int, concurrency: int) -> dict:
+    """CPU ms per request of every process: GET /health (baseline), then orders."""
+    before = _cpu_now(pids)
+    health = _health_closed_loop(gateway, orders, concurrency)
+    middle = _cpu_now(pids)
+    load = _closed_loop(gateway, orders, concurrency)
+    after = _cpu_now(pids)
+
+    def per_request(a: dict[str, float], b: dict[str, float], n: int) -> dict[str, float]:
+        out = {name: round((b[name] - a[name]) * 1000 / n, 3) for name in b if name in a}
+        out["stack"] = round(sum(out.values()), 3)
+        return out
+
+    answered = sum(v for k, v in load["status_counts"].items() if k in ("201", "202"))
+    return {"health_ms": per_request(before, middle, orders),
+            "order_ms": per_request(middle, after, max(1, answered)),
+            "orders_answered": answered, "order_status_counts": load["status_counts"],
+            "health_status_counts": health["status_counts"],
+            "elapsed_s": load["elapsed_s"], "p50_ms": load["p50_ms"], "p99_ms": load["p99_ms"]}
+
+
+def run_cpu(args: argparse.Namespace) -> dict:
+    stack, gateway = _start(args)
+    try:
+        pids = stack_pids(stack, args.home)
+        if not pids:
+            raise SystemExit("no stack processes found: start the stack or pass --home")
+        _closed_loop(gateway, 50, args.concurrency)  # warm-up, not measured
+        rounds = [cpu_round(gateway, pids, args.cpu_orders, args.concurrency)
+                  for _ in range(args.repeat)]
+    finally:
+        _stop(stack)
+    names = list(rounds[0]["order_ms"])
+    median = {kind: {n: _median([r[kind].get(n) for r in rounds]) for n in names}
+              for kind in ("health_ms", "order_ms")}
+    return {"mode": "cpu", "orders": args.cpu_orders, "concurrency": args.concurrency,
+            "repeat": args.repeat, "stack_env": args.stack_env, "own_stack": stack is not None,
+            "pids": pids, "rounds": rounds, "median": median}
+
+
+def render_cpu(result: dict) -> str:
+    med = result["median"]
+    lines = [f"CPU per request: {result['orders']} orders at concurrency "
+             f"{result['concurrency']}, {result['repeat']} round(s), "
+             f"{'own stack, SQLite' if result['own_stack'] else 'existing stack'}"
+             + (f", env {result['stack_env']}" if result["stack_env"] else "")]
+    for i, r in enumerate(result["rounds"], 1):
+        lines.append(f"round {i}: stack {r['order_ms']['stack']} ms/order "
+                     f"({r['orders_answered']} answered {r['order_status_counts']}, "
+                     f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, {r['elapsed_s']} s); "
+                     f"GET /health {r['health_ms']['stack']} ms")
+    lines.append(f"{'process':<16}{'ms/order':>10}{'ms/health':>11}{'order/health':>14}")
+    base = med["health_ms"].get("stack") or None
+    for name, value in med["order_ms"].items():
+        h = med["health_ms"].get(name)
+        lines.append(f"{name:<16}{value:>10.3f}{(h or 0):>11.3f}"
+                     + (f"{value / base:>13.1f}x" if name == "stack" and base else ""))
+    return "\n".join(lines)
+
+
+def _start(args: argparse.Namespace) -> tuple[object | None, str]:
+    if args.gateway is not None:
+        _check_loopback(args.gateway)
+        return None, args.gateway
+    sys.path.insert(0, str(REPO))
+    from tests.integration.shopstack import ShopStack
+
+    stack = ShopStack(Path(tempfile.mkdtemp(prefix="bench-shop-")), env=args.stack_env)
+    stack.start()
+    return stack, stack.url("gateway")
+
+
+def _stop(stack: object | None) -> None:
+    if stack is not None:
+        stack.stop()  # type: ignore[attr-defined]
+        shutil.rmtree(stack.workdir, ignore_errors=True)  # type: ignore[attr-defined]
+
+
 def run(args: argparse.Namespace) -> dict:
     """Both phases `--repeat` times on one stack; returns every round and the medians."""
     stack = None
@@ -270,6 +414,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra service env for the stack this script starts, e.g. "
                              "SHOP_RETRY_BUDGET_RATIO=0.1 or SHOP_BREAKERS=0 (repeatable)")
+    parser.add_argument("--cpu", action="store_true",
+                        help="measure CPU ms per order of every stack process instead")
+    parser.add_argument("--cpu-orders", type=int, default=300, help="orders per --cpu round")
+    parser.add_argument("--concurrency", type=int, default=8,
+                        help="closed-loop workers of a --cpu round")
+    parser.add_argument("--home", help="CHAOSCTL_HOME whose pid files name the stack's "
+                                       "processes (--cpu with --gateway)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
     if args.env and args.gateway:
@@ -281,6 +432,12 @@ def main(argv: list[str] | None = None) -> int:
             and 1 <= args.repeat <= 10):
         parser.error("need 0 < rate <= 2000, 0 < duration <= 300, 0 <= error-rate <= 1, "
                      "1 <= repeat <= 10")
+    if args.cpu:
+        if not (1 <= args.cpu_orders <= 100_000 and 1 <= args.concurrency <= 512):
+            parser.error("need 1 <= cpu-orders <= 100000 and 1 <= concurrency <= 512")
+        result = run_cpu(args)
+        print(json.dumps(result, indent=2) if args.json else render_cpu(result))
+        return 0
     result = run(args)
     print(json.dumps(result, indent=2) if args.json else render(result))
     return 0

@@ -8,12 +8,30 @@ user's existing state directory keeps working after an upgrade.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from sqlalchemy import Column, Engine, MetaData, Table, create_engine, event, inspect, text
 
 from shop.settings import ShopSettings
 
 log = logging.getLogger("shop.db")
+T = TypeVar("T")
+
+
+async def run_db(engine: Engine, fn: Callable[..., T], *args: Any) -> T:
+    """Run a small synchronous database function from async code.
+
+    SQLite (a local file, WAL, statements of tens of microseconds) runs inline: the hop to a
+    worker thread and back cost more CPU than the transactions themselves (issue 13's
+    profile). A networked database (PostgreSQL) goes to the thread pool, so a slow round
+    trip never stalls the event loop.
+    """
+    if engine.dialect.name == "sqlite":
+        return fn(*args)
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(fn, *args)
 
 
 def make_engine(settings: ShopSettings) -> Engine:

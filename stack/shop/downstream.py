@@ -10,9 +10,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import httpx
-
 from shop import metrics
+from shop.http_client import HttpClient, Response, Timeout, TransportError
 from shop.resilience import (
     DEADLINE_HEADER,
     BreakerConfig,
@@ -45,7 +44,7 @@ class CallTrace:
 
 
 class Downstream:
-    def __init__(self, name: str, settings: ShopSettings, client: httpx.AsyncClient) -> None:
+    def __init__(self, name: str, settings: ShopSettings, client: HttpClient) -> None:
         self.name = name
         self.base_url = settings.urls[name]
         self.settings = settings
@@ -69,8 +68,10 @@ class Downstream:
         # instead of queueing into multi-second latencies.
         size = settings.gateway_bulkhead if name == "orders" else settings.bulkhead_size
         self.bulkhead = Bulkhead(name, size, settings.bulkhead_wait_s)
-        self.budget = RetryBudget(ratio=settings.retry_budget_ratio)
-        self.policy = RetryPolicy(max_attempts=3 if settings.retries else 1)
+        self.budget = RetryBudget(ratio=settings.retry_budget_ratio,
+                                  min_retries_per_s=settings.retry_budget_floor)
+        self.policy = RetryPolicy(max_attempts=settings.retry_max_attempts
+                                  if settings.retries else 1)
 
     def snapshot(self) -> dict[str, Any]:
         snap = self.breaker.snapshot()
@@ -83,7 +84,7 @@ class Downstream:
 
     async def _attempt(self, method: str, path: str, deadline: Deadline,
                        json: Any, headers: dict[str, str],
-                       trace: CallTrace | None = None) -> httpx.Response:
+                       trace: CallTrace | None = None) -> Response:
         permit = None
         if self.settings.breakers:
             permit = self.breaker.try_acquire()
@@ -111,10 +112,10 @@ class Downstream:
             metrics.bulkhead_rejections_total.labels(self.name).inc()
             metrics.downstream_errors_total.labels(self.name, "bulkhead_full").inc()
             raise
-        except httpx.TimeoutException as exc:
+        except Timeout as exc:
             self._failed(permit, "timeout")
             raise DownstreamError(self.name, "timeout") from exc
-        except httpx.TransportError as exc:
+        except TransportError as exc:
             self._failed(permit, "connect")
             raise DownstreamError(self.name, "connect") from exc
         finally:
@@ -137,7 +138,7 @@ class Downstream:
 
     async def _send(self, method: str, path: str, deadline: Deadline, json: Any,
                     headers: dict[str, str], timeout: float,
-                    trace: CallTrace | None = None) -> httpx.Response:
+                    trace: CallTrace | None = None) -> Response:
         metrics.downstream_requests_total.labels(self.name).inc()
         if trace is not None:
             trace.sent += 1
@@ -152,15 +153,23 @@ class Downstream:
                 time.perf_counter() - start
             )
 
+    def _retryable(self, exc: BaseException, deadline: Deadline) -> bool:
+        """A retryable failure; after a timeout, only while a whole attempt still fits
+        before the deadline (with 4 attempts, timed-out calls would otherwise outlast the
+        caller's own timeout: the gateway gives orders 8 s, three 2.5 s attempts fit)."""
+        if not isinstance(exc, DownstreamError) or not exc.retryable:
+            return False
+        return exc.reason != "timeout" or deadline.remaining() > self.timeout_s
+
     async def call(self, method: str, path: str, *, deadline: Deadline, json: Any = None,
                    headers: dict[str, str] | None = None, retry: bool = True,
-                   trace: CallTrace | None = None) -> httpx.Response:
+                   trace: CallTrace | None = None) -> Response:
         """One logical call. Raises BreakerOpenError, BulkheadFullError, DownstreamError or
         DeadlineExceededError; returns the response for any status below 500. `trace`
         counts the attempts that were sent."""
         headers = headers or {}
 
-        async def attempt() -> httpx.Response:
+        async def attempt() -> Response:
             return await self._attempt(method, path, deadline, json, headers, trace)
 
         if not retry or self.policy.max_attempts <= 1:
@@ -169,7 +178,7 @@ class Downstream:
             attempt,
             policy=self.policy,
             budget=self.budget,
-            is_retryable=lambda exc: isinstance(exc, DownstreamError) and exc.retryable,
+            is_retryable=lambda exc: self._retryable(exc, deadline),
             deadline_remaining=deadline.remaining,
             on_retry=lambda _n, _exc: metrics.retry_attempts_total.labels(self.name).inc(),
             on_budget_exhausted=lambda: metrics.retry_budget_exhausted_total.labels(

@@ -13,15 +13,17 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
-import httpx
 from fastapi import Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from shop import metrics
 from shop.downstream import Downstream
+from shop.http_client import HttpClient, Response, TransportError
 from shop.openapi_errors import error_responses
 from shop.orders import OrderRequest
 from shop.resilience import (
+    AdaptiveLimit,
+    AdaptiveLimitConfig,
     BreakerOpenError,
     BreakerState,
     BulkheadFullError,
@@ -78,7 +80,7 @@ def _error_for(exc: Exception) -> ApiError:
     return ApiError(502, "orders_unavailable", str(exc))
 
 
-def _passthrough(response: httpx.Response, *, replay_visible: bool = False) -> JSONResponse:
+def _passthrough(response: Response, *, replay_visible: bool = False) -> JSONResponse:
     """Orders' answer as the gateway's. `replay_visible` is False when the gateway minted the
     Idempotency-Key itself: a replay of its own retry is not news to a client that sent once.
     """
@@ -97,9 +99,16 @@ def _passthrough(response: httpx.Response, *, replay_visible: bool = False) -> J
 
 def build(settings: ShopSettings | None = None):  # noqa: ANN201
     settings = settings or ShopSettings.from_env("gateway")
-    client = httpx.AsyncClient(limits=httpx.Limits(max_connections=400,
-                                                   max_keepalive_connections=100))
+    client = HttpClient(max_connections=400)
     orders = Downstream("orders", settings, client)
+    limiter = None
+    if settings.load_shedding and settings.adaptive_limit:
+        limiter = AdaptiveLimit(AdaptiveLimitConfig(
+            initial_limit=settings.initial_inflight, min_limit=settings.min_inflight,
+            max_limit=settings.max_inflight, tolerance=settings.limit_tolerance,
+            max_queue_s=settings.max_queue_s), on_change=metrics.gateway_concurrency_limit.set)
+    elif settings.load_shedding:
+        metrics.gateway_concurrency_limit.set(settings.max_inflight)
 
     @asynccontextmanager
     async def lifespan(_app):  # noqa: ANN001, ANN202
@@ -108,15 +117,19 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
 
     async def health() -> tuple[str, dict]:
         state = orders.breaker.state if settings.breakers else BreakerState.CLOSED
-        return ("degraded" if state != BreakerState.CLOSED else "ok"), {
-            "orders_breaker": state.name.lower()}
+        deps: dict[str, Any] = {"orders_breaker": state.name.lower()}
+        if limiter is not None:
+            deps["concurrency"] = limiter.snapshot()
+        return ("degraded" if state != BreakerState.CLOSED else "ok"), deps
 
     app = create_app(settings, health, lifespan,
                      every_route_errors=(429,) if settings.load_shedding else ())
     if settings.load_shedding:
-        # Outermost, so a shed request costs nothing but a counter and a 429.
+        # Outermost, so a shed request costs nothing but a counter and a 429. The limit
+        # adapts to the admitted requests' latency between SHOP_MIN_INFLIGHT and
+        # SHOP_MAX_INFLIGHT (SHOP_ADAPTIVE_LIMIT=0: the static SHOP_MAX_INFLIGHT).
         app.add_middleware(LoadShedMiddleware, max_inflight=settings.max_inflight,
-                           on_shed=metrics.load_shed_total.inc)
+                           on_shed=metrics.load_shed_total.inc, limiter=limiter)
 
     async def forward(method: str, path: str, request: Request, correlation_id: str | None, *,
                       json: Any = None, extra: dict[str, str] | None = None,
@@ -176,7 +189,7 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
             response = await client.get(settings.urls["orders"] + "/status/breakers", timeout=1.0)
             result.update(response.json()["breakers"])
             error = None
-        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        except (TransportError, ValueError, KeyError, TypeError) as exc:
             error = f"orders unreachable: {type(exc).__name__}"
         body: dict[str, Any] = {"breakers": result}
         if error:
@@ -196,7 +209,7 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
                 f"{settings.urls['orders']}/status/breakers/{path_segment(downstream)}/reset",
                 headers={"Authorization": f"Bearer {token}", "Host": "127.0.0.1"},
                 timeout=Deadline.after(2.0).remaining())
-        except httpx.HTTPError as exc:
+        except TransportError as exc:
             raise ApiError(502, "orders_unavailable", "cannot reach orders to reset") from exc
         return _passthrough(response)
 

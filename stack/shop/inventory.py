@@ -19,13 +19,24 @@ from typing import Annotated
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text, insert, select, update
+from sqlalchemy import (
+    Column,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    bindparam,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
-from starlette.concurrency import run_in_threadpool
 
 from shop import metrics
 from shop.chaos import ChaosStore, chaos_router
-from shop.db import create_tables, make_engine
+from shop.db import create_tables, make_engine, run_db
 from shop.settings import ShopSettings
 from shop.web import NO_NUL, ApiError, IdPath, NotBool, create_app, deadline_of, redis_client
 
@@ -50,6 +61,13 @@ reservations = Table(
     Column("status", String(16), nullable=False, server_default=HELD),
     Column("released_at", Float),
 )
+
+
+# The reservation's statements, built once (see shop/order_store.py).
+INSERT_RESERVATION = insert(reservations)
+TAKE_STOCK = (update(stock).where(stock.c.product_id == bindparam("b_pid"))
+              .where(stock.c.available >= bindparam("b_qty"))
+              .values(available=stock.c.available - bindparam("b_qty")))
 
 
 class Line(BaseModel):
@@ -98,7 +116,7 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
 
     @asynccontextmanager
     async def lifespan(_app):  # noqa: ANN001, ANN202
-        await run_in_threadpool(_seed)
+        await run_db(engine, _seed)
         yield
         await redis.aclose()
         engine.dispose()
@@ -127,16 +145,12 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
         items = [line.model_dump() for line in body.items]
         try:
             with engine.begin() as conn:
-                conn.execute(insert(reservations).values(
-                    order_id=body.order_id, items=json.dumps(items), created_at=time.time(),
-                    status=HELD, released_at=None))
+                conn.execute(INSERT_RESERVATION, {
+                    "order_id": body.order_id, "items": json.dumps(items),
+                    "created_at": time.time(), "status": HELD, "released_at": None})
                 for line in body.items:
-                    result = conn.execute(
-                        update(stock)
-                        .where(stock.c.product_id == line.product_id)
-                        .where(stock.c.available >= line.quantity)
-                        .values(available=stock.c.available - line.quantity)
-                    )
+                    result = conn.execute(TAKE_STOCK, {"b_pid": line.product_id,
+                                                       "b_qty": line.quantity})
                     if result.rowcount != 1:
                         raise OutOfStock(line.product_id)
             return {"order_id": body.order_id, "items": items, "status": HELD}, "created"
@@ -198,7 +212,7 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
             if deadline.expired():
                 raise ApiError(504, "deadline_exceeded", "deadline passed holding the stock lock")
             try:
-                record, outcome = await run_in_threadpool(_reserve, body)
+                record, outcome = await run_db(engine, _reserve, body)
             except OutOfStock as exc:
                 raise ApiError(409, "out_of_stock", f"not enough stock for {exc}") from exc
         finally:
@@ -217,12 +231,12 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
     async def release(body: ReleaseRequest) -> JSONResponse:
         """Compensation for an order that failed: idempotent, and final for that order id.
         Not behind the stock lock: chaos lock contention must not hold a refund of stock."""
-        record, changed = await run_in_threadpool(_release, body.order_id)
+        record, changed = await run_db(engine, _release, body.order_id)
         return JSONResponse({**record, "replayed": not changed}, 200)
 
     @app.get("/inventory/reservations/{order_id}")
     async def get_reservation(order_id: IdPath) -> dict:
-        record = await run_in_threadpool(_get_reservation, order_id)
+        record = await run_db(engine, _get_reservation, order_id)
         if record is None:
             raise ApiError(404, "not_found", f"no reservation for order {order_id}")
         return record
@@ -234,7 +248,7 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
                 return conn.execute(
                     select(stock.c.available).where(stock.c.product_id == product_id)
                 ).scalar()
-        available = await run_in_threadpool(_get)
+        available = await run_db(engine, _get)
         if available is None:
             raise ApiError(404, "not_found", f"unknown product {product_id!r}")
         return {"product_id": product_id, "available": int(available)}

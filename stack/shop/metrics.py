@@ -90,6 +90,11 @@ bulkhead_rejections_total = Counter(
     "bulkhead_rejections_total", "Calls rejected because the bulkhead was full", ["downstream"]
 )
 load_shed_total = Counter("load_shed_total", "Requests shed with 429 by the gateway")
+# Summed over gateway replicas: the concurrency the gateways admit together.
+gateway_concurrency_limit = Gauge(
+    "gateway_concurrency_limit", "The gateway's adaptive concurrency limit (requests in flight)",
+    multiprocess_mode="livesum",
+)
 outbox_pending = Gauge(
     "outbox_pending", "Outbox events not yet published", multiprocess_mode="livemax"
 )

@@ -13,13 +13,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import Column, Float, MetaData, String, Table, Text, func, insert, select
 from sqlalchemy.exc import IntegrityError
-from starlette.concurrency import run_in_threadpool
 
 from shop import metrics
-from shop.db import create_tables, make_engine
+from shop.db import create_tables, make_engine, run_db
 from shop.settings import ShopSettings
 from shop.web import NO_NUL, create_app
 
+MAX_BATCH = 500
 meta = MetaData()
 events = Table(
     "notification_events", meta,
@@ -58,13 +58,20 @@ class Event(BaseModel):
         return payload
 
 
+class EventBatch(BaseModel):
+    """What the outbox publisher sends: many events in one request and one transaction."""
+
+    model_config = ConfigDict(extra="forbid")
+    events: list[Event] = Field(min_length=1, max_length=MAX_BATCH)
+
+
 def build(settings: ShopSettings | None = None):  # noqa: ANN201
     settings = settings or ShopSettings.from_env("notifications")
     engine = make_engine(settings)
 
     @asynccontextmanager
     async def lifespan(_app):  # noqa: ANN001, ANN202
-        await run_in_threadpool(create_tables, engine, meta)
+        await run_db(engine, create_tables, engine, meta)
         yield
         engine.dispose()
 
@@ -73,20 +80,48 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
 
     app = create_app(settings, health, lifespan)
 
+    def _row(event: Event, now: float) -> dict[str, Any]:
+        return {"id": event.id, "type": event.type, "aggregate_id": event.aggregate_id,
+                "payload": json.dumps(event.payload), "received_at": now}
+
     def _store(event: Event) -> bool:
         try:
             with engine.begin() as conn:
-                conn.execute(insert(events).values(
-                    id=event.id, type=event.type, aggregate_id=event.aggregate_id,
-                    payload=json.dumps(event.payload), received_at=time.time(),
-                ))
+                conn.execute(insert(events).values(**_row(event, time.time())))
             return True
         except IntegrityError:
             return False
 
+    def _store_many(batch: list[Event]) -> int:
+        """Store every new event in one transaction; returns how many were new."""
+        unique = list({e.id: e for e in batch}.values())
+        now = time.time()
+        try:
+            with engine.begin() as conn:
+                seen = set(conn.execute(select(events.c.id).where(
+                    events.c.id.in_([e.id for e in unique]))).scalars())
+                fresh = [_row(e, now) for e in unique if e.id not in seen]
+                if fresh:
+                    conn.execute(insert(events), fresh)
+            return len(fresh)
+        except IntegrityError:
+            # Another replica stored one of them meanwhile: one by one, each decides itself.
+            return sum(_store(e) for e in unique)
+
+    @app.post("/events/batch", status_code=202)
+    async def receive_batch(batch: EventBatch) -> JSONResponse:
+        """Many events at once (the outbox publisher), deduplicated by id like POST /events."""
+        fresh = await run_db(engine, _store_many, batch.events)
+        if fresh:
+            metrics.notifications_received_total.inc(fresh)
+        if len(batch.events) > fresh:
+            metrics.notifications_duplicates_total.inc(len(batch.events) - fresh)
+        return JSONResponse({"accepted": len(batch.events), "new": fresh,
+                             "duplicates": len(batch.events) - fresh}, 202)
+
     @app.post("/events", status_code=202)
     async def receive(event: Event) -> JSONResponse:
-        fresh = await run_in_threadpool(_store, event)
+        fresh = await run_db(engine, _store, event)
         (metrics.notifications_received_total if fresh
          else metrics.notifications_duplicates_total).inc()
         return JSONResponse({"accepted": True, "id": event.id, "duplicate": not fresh}, 202)
@@ -111,6 +146,6 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
                 ]
                 return {"events": rows, "count": int(conn.execute(count).scalar_one())}
 
-        return await run_in_threadpool(_list)
+        return await run_db(engine, _list)
 
     return app

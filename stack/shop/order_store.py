@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import (
@@ -26,6 +27,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     func,
     insert,
     select,
@@ -68,6 +70,18 @@ PUBLIC = ("id", "customer_id", "items", "total", "status", "reason", "correlatio
           "idempotency_key", "created_at", "updated_at")
 
 
+# The per-order statements, built once: building them per call (`insert(t).values(**row)`)
+# made SQLAlchemy's statement construction and cache-key work the largest part of the orders
+# service's CPU (issue 13). Parameters go in at execute time.
+INSERT_ORDER = insert(orders)
+INSERT_EVENT = insert(outbox)
+FINISH = (update(orders).where(orders.c.id == bindparam("b_id"))
+          .where(orders.c.status == PENDING)
+          .values(status=bindparam("b_status"), reason=bindparam("b_reason"),
+                  updated_at=bindparam("b_now"), compensation=bindparam("b_compensation")))
+SELECT_BY_ID = select(orders).where(orders.c.id == bindparam("b_id"))
+
+
 class DuplicateKey(Exception):
     """Another order already holds this Idempotency-Key (the unique index said so)."""
 
@@ -87,6 +101,8 @@ def http_status(row: dict[str, Any]) -> int:
 class OrderStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # Called after a transaction that wrote an outbox event (the publisher's `wake`).
+        self.on_event: Callable[[], None] = lambda: None
 
     def setup(self) -> None:
         create_tables(self.engine, meta)
@@ -115,14 +131,15 @@ class OrderStore:
         """The order and its order.created event commit together or not at all."""
         try:
             with self.engine.begin() as conn:
-                conn.execute(insert(orders).values(**row))
-                conn.execute(insert(outbox).values(**new_event(row["id"], "order.created", {
+                conn.execute(INSERT_ORDER, row)
+                conn.execute(INSERT_EVENT, new_event(row["id"], "order.created", {
                     "order_id": row["id"], "customer_id": row["customer_id"],
-                    "total": row["total"]})))
+                    "total": row["total"]}))
         except IntegrityError as exc:
             if row.get("dedupe_key") is not None:
                 raise DuplicateKey(row["dedupe_key"]) from exc
             raise
+        self.on_event()
 
     def finish(self, order_id: str, status: str, reason: str | None,
                owes_compensation: bool = True) -> float | None:
@@ -132,15 +149,15 @@ class OrderStore:
         released (mark_compensated); one whose calls never reached anyone owes nothing."""
         now = time.time()
         with self.engine.begin() as conn:
-            won = conn.execute(
-                update(orders).where(orders.c.id == order_id)
-                .where(orders.c.status == PENDING)
-                .values(status=status, reason=reason, updated_at=now,
-                        compensation="pending" if status != COMPLETED and owes_compensation
-                        else None)).rowcount
+            won = conn.execute(FINISH, {
+                "b_id": order_id, "b_status": status, "b_reason": reason, "b_now": now,
+                "b_compensation": "pending" if status != COMPLETED and owes_compensation
+                else None}).rowcount
             if won:
-                conn.execute(insert(outbox).values(**new_event(order_id, f"order.{status}", {
-                    "order_id": order_id, "status": status, "reason": reason})))
+                conn.execute(INSERT_EVENT, new_event(order_id, f"order.{status}", {
+                    "order_id": order_id, "status": status, "reason": reason}))
+        if won:
+            self.on_event()
         return now if won else None
 
     def mark_compensated(self, order_id: str) -> None:
@@ -151,7 +168,7 @@ class OrderStore:
 
     def get(self, order_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
-            row = conn.execute(select(orders).where(orders.c.id == order_id)).mappings().first()
+            row = conn.execute(SELECT_BY_ID, {"b_id": order_id}).mappings().first()
         return dict(row) if row else None
 
     def by_key(self, key: str) -> dict[str, Any] | None:

@@ -9,21 +9,19 @@ rules are in stack/README.md ("Crash safety", "Idempotency").
 from __future__ import annotations
 
 import json
-import sys
 import time
 import uuid
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-import httpx
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.concurrency import run_in_threadpool
 
 from shop import metrics
-from shop.db import make_engine
+from shop.db import make_engine, run_db
 from shop.downstream import CallTrace, Downstream
+from shop.http_client import HttpClient
 from shop.idempotency import (
     REPLAYED_HEADERS,
     IdempotencyStore,
@@ -35,7 +33,7 @@ from shop.idempotency import (
 )
 from shop.order_store import PENDING, DuplicateKey, OrderStore, http_status, orders, outbox, view
 from shop.outbox import OutboxPublisher
-from shop.recovery import OrderFinisher, recovery_timing
+from shop.recovery import OrderFinisher
 from shop.resilience import BreakerState, Deadline, DeadlineExceededError, ResilienceError
 from shop.settings import ShopSettings
 from shop.web import (
@@ -82,26 +80,21 @@ def _answer(row: dict[str, Any], replayed: bool = False) -> JSONResponse:
 
 def build(settings: ShopSettings | None = None):  # noqa: ANN201
     settings = settings or ShopSettings.from_env("orders")
-    try:
-        timing = recovery_timing()
-    except ValueError as exc:  # a bad SHOP_RECOVERY_* value: say which, exit 2, no traceback
-        print(f"shop.serve orders: bad configuration: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
     engine = make_engine(settings)
     store = OrderStore(engine)
     redis = redis_client(settings.redis_url)
     idem = IdempotencyStore(redis)
-    client = httpx.AsyncClient(limits=httpx.Limits(max_connections=200,
-                                                   max_keepalive_connections=50))
+    client = HttpClient(max_connections=200)
     downstreams = {name: Downstream(name, settings, client) for name in DOWNSTREAMS}
     publisher = OutboxPublisher(engine, outbox, downstreams["notifications"])
-    finisher = OrderFinisher(store, settings, client, timing)
+    store.on_event = publisher.wake
+    finisher = OrderFinisher(store, settings, client)
     # A marker older than this belongs to a request that can no longer be running.
     stale_marker_s = settings.request_budget_s + finisher.grace_s
 
     @asynccontextmanager
     async def lifespan(_app):  # noqa: ANN001, ANN202
-        await run_in_threadpool(store.setup)
+        await run_db(engine, store.setup)
         publisher.start()
         finisher.start()  # first sweep now: orders a crash left pending are finished
         yield
@@ -114,7 +107,7 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
     async def health() -> tuple[str, dict]:
         deps: dict[str, Any] = {"redis": await check_redis(redis)}
         try:
-            deps["outbox_pending"] = await run_in_threadpool(publisher.pending)
+            deps["outbox_pending"] = await run_db(engine, publisher.pending)
             deps["database"] = "ok"
         except Exception:  # noqa: BLE001
             deps["database"] = "down"
@@ -130,7 +123,7 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
 
     async def _from_db(key: str, fingerprint: str, claimed: bool) -> JSONResponse | None:
         """Answer from the order that holds `key`, or None when there is none."""
-        row = await run_in_threadpool(store.by_key, key)
+        row = await run_db(engine, store.by_key, key)
         if row is None:
             return None
         if claimed:  # our fresh marker must not shadow the order that holds the key
@@ -194,7 +187,7 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
         headers = {"X-Correlation-ID": cid}
         row = _new_row(body, key, fingerprint, cid, deadline.at)
         order_id = row["id"]
-        await run_in_threadpool(store.create, row)
+        await run_db(engine, store.create, row)
         status, reason = "completed", None
         # What a failed order must undo: only what may have happened downstream. A call that
         # never went out (breaker open, bulkhead full) or was refused outright in a single
@@ -237,7 +230,7 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
     async def create_order(body: OrderRequest, request: Request,
                            idempotency_key: IdempotencyKey = None,
                            correlation_id: CorrelationId = None) -> JSONResponse:
-        # Both headers are validated by their types (visible ASCII, bounded): a value httpx
+        # Both headers are validated by their types (visible ASCII, bounded): a value the client
         # cannot forward, or longer than its column, is a 422 before any order is written.
         key = idempotency_key
         use_idem = settings.idempotency and key is not None
@@ -269,7 +262,7 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
 
     @app.get("/orders/{order_id}")
     async def get_order(order_id: IdPath) -> dict:
-        row = await run_in_threadpool(store.get, order_id)
+        row = await run_db(engine, store.get, order_id)
         if row is None:
             raise ApiError(404, "not_found", f"no order {order_id!r}")
         return view(row)
@@ -277,7 +270,7 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
     @app.get("/orders")
     async def list_orders(limit: int = 50, status: TextQuery = None) -> dict:
         limit = max(1, min(limit, 1000))
-        items = [view(r) for r in await run_in_threadpool(store.listing, limit, status)]
+        items = [view(r) for r in await run_db(engine, store.listing, limit, status)]
         return {"orders": items, "count": len(items)}
 
     @app.get("/status/breakers")
@@ -297,7 +290,7 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
 
     @app.get("/outbox")
     async def outbox_status() -> dict:
-        return {"pending": await run_in_threadpool(publisher.pending),
+        return {"pending": await run_db(engine, publisher.pending),
                 "last_error": publisher.last_error}
 
     return app

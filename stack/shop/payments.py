@@ -19,13 +19,23 @@ from typing import Annotated
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Column, Float, MetaData, String, Table, func, insert, select, update
+from sqlalchemy import (
+    Column,
+    Float,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
-from starlette.concurrency import run_in_threadpool
 
 from shop import metrics
 from shop.chaos import ChaosStore, chaos_router
-from shop.db import create_tables, make_engine
+from shop.db import create_tables, make_engine, run_db
 from shop.settings import ShopSettings
 from shop.web import NO_NUL, ApiError, IdPath, NotBool, create_app, deadline_of, redis_client
 
@@ -41,6 +51,8 @@ charges = Table(
     Column("refunded_at", Float),
 )
 LIVE = "charged"
+INSERT_CHARGE = insert(charges)  # built once: see shop/order_store.py
+SELECT_CHARGE = select(charges).where(charges.c.order_id == bindparam("b_id"))
 
 
 class ChargeRequest(BaseModel):
@@ -62,7 +74,7 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
 
     @asynccontextmanager
     async def lifespan(_app):  # noqa: ANN001, ANN202
-        await run_in_threadpool(create_tables, engine, meta)
+        await run_db(engine, create_tables, engine, meta)
         yield
         await redis.aclose()
         engine.dispose()
@@ -78,8 +90,7 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
 
     def _get(order_id: str) -> dict | None:
         with engine.connect() as conn:
-            row = conn.execute(
-                select(charges).where(charges.c.order_id == order_id)).mappings().first()
+            row = conn.execute(SELECT_CHARGE, {"b_id": order_id}).mappings().first()
             return dict(row) if row else None
 
     def _charge(body: ChargeRequest) -> tuple[dict, str]:
@@ -90,7 +101,7 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
                "refunded_at": None}
         try:
             with engine.begin() as conn:
-                conn.execute(insert(charges).values(**row))
+                conn.execute(INSERT_CHARGE, row)
             return row, "created"
         except IntegrityError:
             existing = _get(body.order_id)
@@ -135,7 +146,7 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
         if await chaos.maybe_fail("error_rate"):
             metrics.payments_charges_total.labels("injected_error").inc()
             raise ApiError(503, "injected_failure", "payments chaos: injected error")
-        record, outcome = await run_in_threadpool(_charge, body)
+        record, outcome = await run_db(engine, _charge, body)
         metrics.payments_charges_total.labels(outcome if outcome != "created"
                                               else "charged").inc()
         if outcome == "refused":
@@ -151,14 +162,14 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
         503: {"description": "The charge kept changing under concurrent calls; retry"}})
     async def void(body: VoidRequest) -> JSONResponse:
         """Compensation for an order that failed: idempotent, and final for that order id."""
-        record, changed = await run_in_threadpool(_void, body.order_id)
+        record, changed = await run_db(engine, _void, body.order_id)
         if changed:
             metrics.payments_charges_total.labels(record.get("status", "voided")).inc()
         return JSONResponse({**record, "replayed": not changed}, 200)
 
     @app.get("/payments/{order_id}")
     async def get_charge(order_id: IdPath) -> dict:
-        row = await run_in_threadpool(_get, order_id)
+        row = await run_db(engine, _get, order_id)
         if row is None:
             raise ApiError(404, "not_found", f"no charge for order {order_id}")
         return row
@@ -171,7 +182,7 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
                 rows = conn.execute(select(charges.c.status, func.count())
                                     .group_by(charges.c.status)).all()
             return {str(status): int(n) for status, n in rows}
-        by_status = await run_in_threadpool(_count)
+        by_status = await run_db(engine, _count)
         return {"count": by_status.get(LIVE, 0), "refunded": by_status.get("refunded", 0),
                 "voided": by_status.get("voided", 0)}
 

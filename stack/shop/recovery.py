@@ -18,15 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from typing import Any
 
-import httpx
-from starlette.concurrency import run_in_threadpool
-
 from shop import metrics
 from shop.background import BackgroundLoop
+from shop.db import run_db
+from shop.http_client import HttpClient, Response, TransportError
 from shop.order_store import COMPLETED, OrderStore
 from shop.settings import ShopSettings
 
@@ -41,32 +39,13 @@ class Unreachable(Exception):
     """A downstream did not give a clear answer; try again on the next sweep."""
 
 
-def _seconds(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a number of seconds; set e.g. {name}="
-                         f"{default:g}") from None
-    if not 0 < value <= 3600:
-        raise ValueError(f"{name}={raw!r} is out of range; use seconds in (0, 3600]")
-    return value
-
-
-def recovery_timing() -> tuple[float, float]:
-    """(grace, interval) in seconds from the environment; ValueError names a bad value."""
-    return _seconds("SHOP_RECOVERY_GRACE_S", 5.0), _seconds("SHOP_RECOVERY_INTERVAL_S", 1.0)
-
-
 class OrderFinisher(BackgroundLoop):
     task_name = "order-recovery"
 
-    def __init__(self, store: OrderStore, settings: ShopSettings, client: httpx.AsyncClient,
-                 timing: tuple[float, float]) -> None:
+    def __init__(self, store: OrderStore, settings: ShopSettings, client: HttpClient) -> None:
         self.store, self.settings, self.client = store, settings, client
-        self.grace_s, self.interval_s = timing
+        # SHOP_RECOVERY_GRACE_S / SHOP_RECOVERY_INTERVAL_S, validated in shop.settings.
+        self.grace_s, self.interval_s = settings.recovery_grace_s, settings.recovery_interval_s
         super().__init__()
         self.recovered = 0
         self.last_error: str | None = None
@@ -76,11 +55,11 @@ class OrderFinisher(BackgroundLoop):
     # Compensation must not count as payments traffic (breaker statistics, retry budget,
     # downstream_requests_total); it is idempotent, so the sweeper is its retry.
     async def _request(self, method: str, service: str, path: str,
-                       body: dict | None = None) -> httpx.Response:
+                       body: dict | None = None) -> Response:
         try:
             response = await self.client.request(method, self.settings.urls[service] + path,
                                                  json=body, timeout=CALL_TIMEOUT_S)
-        except httpx.HTTPError as exc:
+        except TransportError as exc:
             raise Unreachable(f"{service}: {type(exc).__name__}") from exc
         if response.status_code >= 500:
             raise Unreachable(f"{service}: http {response.status_code}")
@@ -107,11 +86,11 @@ class OrderFinisher(BackgroundLoop):
         outcomes = await asyncio.gather(*calls, return_exceptions=True)
         problems = [o for o in outcomes if isinstance(o, BaseException)]
         problems += [o for o in outcomes
-                     if isinstance(o, httpx.Response) and o.status_code != 200]
+                     if isinstance(o, Response) and o.status_code != 200]
         if problems:
             self.last_error = str(problems[0])[:200]
             return False
-        await run_in_threadpool(self.store.mark_compensated, order_id)
+        await run_db(self.store.engine, self.store.mark_compensated, order_id)
         return True
 
     async def conclude(self, order_id: str, status: str, reason: str | None, *,
@@ -122,14 +101,15 @@ class OrderFinisher(BackgroundLoop):
         finished by someone else). `row`, the pending row as written, saves re-reading it
         when this call wins."""
         owed = status != COMPLETED and (void or release)
-        updated_at = await run_in_threadpool(self.store.finish, order_id, status, reason, owed)
+        updated_at = await run_db(self.store.engine, self.store.finish, order_id, status,
+                                  reason, owed)
         if updated_at is not None:
             metrics.orders_total.labels(status).inc()
             if owed:
                 await self.compensate(order_id, void=void, release=release)
             if row is not None:
                 return {**row, "status": status, "reason": reason, "updated_at": updated_at}
-        stored = await run_in_threadpool(self.store.get, order_id)
+        stored = await run_db(self.store.engine, self.store.get, order_id)
         if stored is None:
             raise RuntimeError(f"order {order_id} vanished from the orders table")
         return stored
@@ -149,9 +129,9 @@ class OrderFinisher(BackgroundLoop):
         """Recover overdue pending orders and retry unfinished compensations; returns how
         many orders were handled."""
         cutoff = now - self.grace_s
-        overdue = await run_in_threadpool(self.store.overdue, cutoff,
+        overdue = await run_db(self.store.engine, self.store.overdue, cutoff,
                                           self.settings.request_budget_s, BATCH)
-        owed = await run_in_threadpool(self.store.uncompensated, cutoff, BATCH)
+        owed = await run_db(self.store.engine, self.store.uncompensated, cutoff, BATCH)
         if not overdue and not owed:
             return 0
         gate = asyncio.Semaphore(CONCURRENCY)

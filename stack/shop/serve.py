@@ -14,7 +14,7 @@ import socket
 import sys
 from pathlib import Path
 
-from shop.settings import SERVICE_NAMES
+from shop.settings import SERVICE_NAMES, ConfigError, read_env
 
 
 def _clean_dead_gauges(directory: str) -> None:
@@ -51,6 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
+    try:
+        env = read_env()  # before anything is bound or written: a bad value stops us here
+    except ConfigError as exc:
+        print(f"shop.serve {args.service}: bad configuration: {exc}", file=sys.stderr)
+        return 2
 
     # *_created series double the scrape size and nothing here reads them.
     os.environ.setdefault("PROMETHEUS_DISABLE_CREATED_SERIES", "true")
@@ -73,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     app = importlib.import_module(f"shop.{args.service}").build()
     config = uvicorn.Config(app, log_level=args.log_level, access_log=False,
+                            loop=env.loop, http=env.http,
                             timeout_graceful_shutdown=5, lifespan="on")
     server = uvicorn.Server(config)
     server.run(sockets=[sock])

@@ -43,8 +43,8 @@ TextQuery = Annotated[str | None, Query(pattern=NO_NUL, max_length=64)]
 
 
 # Header values that go on downstream (the gateway forwards both, orders the correlation id):
-# visible ASCII only, because httpx (rightly) refuses to encode anything else into a request
-# header, and orders stores them in bounded columns.
+# visible ASCII only, because an HTTP client (rightly) refuses to encode anything else into a
+# request header, and orders stores them in bounded columns.
 VISIBLE_ASCII = r"^[!-~]+$"
 IdempotencyKey = Annotated[str | None, Header(
     alias="Idempotency-Key", min_length=1, max_length=255, pattern=VISIBLE_ASCII,
@@ -180,6 +180,9 @@ class RequestMetricsMiddleware:
 
     def __init__(self, app, service: str) -> None:  # noqa: ANN001
         self.app, self.service = app, service
+        # The metric children per (method, route, code), looked up once: `.labels()` took a
+        # lock and built a key on every request.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
         if scope["type"] != "http":
@@ -199,13 +202,16 @@ class RequestMetricsMiddleware:
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
             if path != "/metrics":
-                method = scope.get("method", "GET")
-                metrics.http_requests_total.labels(
-                    self.service, method, path, str(status["code"])
-                ).inc()
-                metrics.http_request_duration_seconds.labels(self.service, method, path).observe(
-                    time.perf_counter() - start
-                )
+                key = (scope.get("method", "GET"), path, status["code"])
+                children = self._children.get(key)
+                if children is None:  # bounded: route templates x methods x status codes
+                    method, code = key[0], str(key[2])
+                    children = self._children[key] = (
+                        metrics.http_requests_total.labels(self.service, method, path, code),
+                        metrics.http_request_duration_seconds.labels(self.service, method,
+                                                                     path))
+                children[0].inc()
+                children[1].observe(time.perf_counter() - start)
 
 
 async def _send_json(send, status: int, body: dict, headers: dict | None = None) -> None:  # noqa: ANN001

@@ -3,6 +3,7 @@
 Pure code with injected clocks: no I/O, no metrics; services wire the callbacks to metrics.
 """
 
+from .adaptive import AdaptiveLimit, AdaptiveLimitConfig
 from .breaker import BreakerConfig, BreakerState, CircuitBreaker, Permit
 from .bulkhead import Bulkhead
 from .clock import Clock, FakeClock
@@ -19,6 +20,8 @@ from .retry import RetryBudget, RetryPolicy, call_with_retry, full_jitter_delay
 
 __all__ = [
     "DEADLINE_HEADER",
+    "AdaptiveLimit",
+    "AdaptiveLimitConfig",
     "BreakerConfig",
     "BreakerOpenError",
     "BreakerState",

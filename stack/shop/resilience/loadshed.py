@@ -1,15 +1,20 @@
 """Load shedding as a pure ASGI middleware: refuse excess requests before doing any work.
 
-A plain ASGI wrapper (not BaseHTTPMiddleware) costs one integer compare per request and
-answers 429 without touching the app, so an overloaded gateway spends nothing on the
-requests it sheds and keeps latency for the ones it admits.
+A plain ASGI wrapper (not BaseHTTPMiddleware) answers 429 without touching the app, so an
+overloaded gateway spends nothing on the requests it sheds and keeps latency for the ones
+it admits. The limit is either static (`max_inflight`) or an `AdaptiveLimit`
+(shop/resilience/adaptive.py) that follows the admitted requests' latency and lets a few
+wait, for a bounded time, for a slot.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+
+from .adaptive import AdaptiveLimit
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -26,8 +31,10 @@ class LoadShedMiddleware:
         on_shed: Callable[[], None] | None = None,
         exempt_paths: tuple[str, ...] = ("/health", "/metrics"),
         retry_after_s: int = 5,
+        limiter: AdaptiveLimit | None = None,
     ) -> None:
         self.app = app
+        self.limiter = limiter
         self.max_inflight = max_inflight
         self.on_shed = on_shed
         self.exempt_paths = exempt_paths
@@ -42,7 +49,7 @@ class LoadShedMiddleware:
 
     @property
     def inflight(self) -> int:
-        return self._inflight
+        return self.limiter.inflight if self.limiter is not None else self._inflight
 
     def _exempt(self, path: str) -> bool:
         # Health checks and scrapes must keep working exactly when the service is overloaded.
@@ -51,6 +58,9 @@ class LoadShedMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self._exempt(scope.get("path", "")):
             await self.app(scope, receive, send)
+            return
+        if self.limiter is not None:
+            await self._adaptive(scope, receive, send, self.limiter)
             return
         if self._inflight >= self.max_inflight:
             if self.on_shed is not None:
@@ -62,6 +72,19 @@ class LoadShedMiddleware:
             await self.app(scope, receive, send)
         finally:
             self._inflight -= 1
+
+    async def _adaptive(self, scope: Scope, receive: Receive, send: Send,
+                        limiter: AdaptiveLimit) -> None:
+        if not (limiter.try_acquire() or await limiter.acquire()):
+            if self.on_shed is not None:
+                self.on_shed()
+            await self._reject(send)
+            return
+        start, epoch = time.perf_counter(), limiter.epoch
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            limiter.release(time.perf_counter() - start, epoch)
 
     async def _reject(self, send: Send) -> None:
         await send(

@@ -1,0 +1,266 @@
+"""An adaptive concurrency limit (the gradient family of Netflix's concurrency-limits and
+Envoy's adaptive concurrency filter) with a short, bounded admission queue.
+
+A static `max_inflight` cannot track capacity: set high, the excess queues inside orders
+(seconds of latency, timeouts, goodput falling); set low, a faster machine or a scaled-out
+stack is refused for nothing. This limit follows the latency of the requests it admits:
+
+- the no-load latency (min RTT) is measured, as Envoy does, by a short probe every
+  `probe_interval_s` (jittered): the limit drops to `min_limit` until `probe_samples`
+  requests admitted during the probe have finished (at most `probe_max_s`), and their median
+  is the new min RTT. Measured at low concurrency, it cannot learn that a queue is normal;
+  a dependency that really became slower (a latency fault) is learnt at the next probe. A
+  window whose peak concurrency stayed at `min_limit` or below is such a measurement by
+  itself (no probe under light load).
+- every window (at least `window_s` and `min_samples` completions) the window's average
+  latency (the sample RTT) is compared with it: gradient = clamp(tolerance x min RTT /
+  sample RTT, 0.5, 1); new limit = limit x gradient + sqrt(limit) headroom, smoothed,
+  within [min_limit, max_limit]. Latency within `tolerance` of the no-load figure lets the
+  limit grow; queueing behind the limit shrinks it. A faster window lowers the min RTT.
+- a window in which fewer than half the slots were used does not judge the limit (the load,
+  not the limit, decided the latency); below `initial_limit` the limit then drifts back up
+  to it, so a quiet gateway forgets the small limit an earlier fault left.
+
+Admission: a free slot admits at once. When the limit is reached a request may wait, but
+only if the queue ahead of it can drain within `max_queue_s` at the current pace (queue
+length < limit x max_queue_s / sample RTT), and never longer than `max_queue_s`; otherwise
+it is refused at once. So refusals are immediate and admitted requests queue for a bounded
+time only. Single event loop; no locks needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .clock import Clock
+
+
+@dataclass(frozen=True)
+class AdaptiveLimitConfig:
+    initial_limit: int = 20
+    min_limit: int = 4
+    max_limit: int = 200
+    tolerance: float = 1.5  # latency up to this x the no-load estimate still lets it grow
+    smoothing: float = 0.2  # weight of the newly computed limit
+    window_s: float = 0.25
+    min_samples: int = 8
+    max_queue_s: float = 0.05  # the longest an admitted request waits for a slot
+    probe_interval_s: float = 10.0  # how often the no-load latency is measured again
+    probe_samples: int = 10
+    probe_max_s: float = 2.0
+    idle_reset_s: float = 5.0  # nothing in flight for this long: back to initial_limit
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_limit <= self.max_limit:
+            raise ValueError("need 1 <= min_limit <= max_limit")
+        if self.tolerance < 1 or not 0 < self.smoothing <= 1 or self.max_queue_s < 0:
+            raise ValueError("need tolerance >= 1, 0 < smoothing <= 1, max_queue_s >= 0")
+
+
+class AdaptiveLimit:
+    def __init__(self, config: AdaptiveLimitConfig | None = None, clock: Clock = time.monotonic,
+                 on_change: Callable[[int], None] | None = None,
+                 rng: Callable[[], float] = random.random) -> None:
+        self.config = config or AdaptiveLimitConfig()
+        cfg = self.config
+        self._clock, self._rng, self._on_change = clock, rng, on_change
+        self._limit = float(min(max(cfg.initial_limit, cfg.min_limit), cfg.max_limit))
+        self.inflight = 0
+        self._last_done = clock()
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self.long_rtt: float | None = None  # the no-load (min) RTT
+        self.short_rtt: float | None = None  # the last window's average
+        self._window_start = clock()
+        self._window_sum, self._window_n, self._window_peak = 0.0, 0, 0
+        # Probe: `epoch` tags admissions, so only requests admitted during a probe count.
+        self.epoch = 0
+        self._probing = False
+        self._probe_started = 0.0
+        self._probe_rtts: list[float] = []
+        self._next_probe = float("inf")  # the first window sets the min RTT and schedules it
+        self._published = self.limit
+        if on_change is not None:
+            on_change(self.limit)
+
+    @property
+    def limit(self) -> int:
+        return self.config.min_limit if self._probing else int(self._limit)
+
+    @property
+    def probing(self) -> bool:
+        return self._probing
+
+    @property
+    def queued(self) -> int:
+        return sum(1 for w in self._waiters if not w.done())
+
+    # -- admission ----------------------------------------------------------------------
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free right now (nobody queued ahead)."""
+        if self.inflight == 0 and self._limit < self.config.initial_limit:
+            self._reset_if_idle()
+        if self.inflight < self.limit and not self._waiters:
+            self._take()
+            return True
+        return False
+
+    def queue_room(self) -> int:
+        """How many may wait: as many as the current pace serves within max_queue_s."""
+        cfg = self.config
+        rtt = self.short_rtt or self.long_rtt
+        if cfg.max_queue_s <= 0 or not rtt or self._probing:
+            return 0  # no pace known yet (or measuring): nothing to size a queue by
+        return min(self.limit, int(self.limit * cfg.max_queue_s / rtt))
+
+    async def acquire(self) -> bool:
+        """A slot now, or after a bounded wait; False means refuse (429)."""
+        if self.try_acquire():
+            return True
+        if self.queued >= self.queue_room():
+            return False
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(self.config.max_queue_s):
+                await waiter
+            return True  # the releaser handed its slot over (inflight already counted)
+        except TimeoutError:
+            # Handed over just as time ran out: keep it.
+            return waiter.done() and not waiter.cancelled()
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.release(None)  # we were given a slot but are leaving: pass it on
+            raise
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+            try:
+                self._waiters.remove(waiter)
+            except ValueError:
+                pass
+
+    def _reset_if_idle(self) -> None:
+        """A gateway that had nothing in flight for idle_reset_s has no load to judge its
+        limit by: it starts again from initial_limit instead of keeping the small limit a
+        past fault or overload left (the next burst would be refused for nothing)."""
+        now = self._clock()
+        if now - self._last_done >= self.config.idle_reset_s:
+            self._limit = float(min(self.config.initial_limit, self.config.max_limit))
+            # The open window's samples and peak belong to that past load, too.
+            self._window_start, self._window_sum, self._window_n = now, 0.0, 0
+            self._window_peak = 0
+            if self._probing:
+                self._probing = False
+                self.epoch += 1
+                self._schedule_probe(now)
+            self._publish()
+
+    def _take(self) -> None:
+        self.inflight += 1
+        if self.inflight > self._window_peak:
+            self._window_peak = self.inflight
+
+    def release(self, rtt_s: float | None, epoch: int | None = None) -> None:
+        """Give the slot back. `rtt_s`: the admitted request's latency (None: no sample);
+        `epoch`: `self.epoch` when it was admitted."""
+        if rtt_s is not None:
+            self._sample(rtt_s, self.epoch if epoch is None else epoch)
+        if self.inflight == 1:
+            self._last_done = self._clock()
+        while self._waiters and self.inflight <= self.limit:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # hand the slot over: inflight stays the same
+                return
+        self.inflight -= 1
+
+    # -- the limit ----------------------------------------------------------------------
+    def _sample(self, rtt_s: float, epoch: int) -> None:
+        now = self._clock()
+        if self._probing:
+            if epoch == self.epoch:
+                self._probe_rtts.append(rtt_s)
+            elapsed = now - self._probe_started
+            if len(self._probe_rtts) >= self.config.probe_samples \
+                    or elapsed >= self.config.probe_max_s:
+                self._end_probe(now)
+            return
+        self._window_sum += rtt_s
+        self._window_n += 1
+        elapsed = now - self._window_start
+        if (elapsed >= self.config.window_s and self._window_n >= self.config.min_samples) \
+                or elapsed >= 8 * self.config.window_s:
+            short, peak = self._window_sum / self._window_n, self._window_peak
+            limit_before = self.limit
+            self._update(short, peak)
+            self._window_start, self._window_sum, self._window_n = now, 0.0, 0
+            self._window_peak = self.inflight
+            if peak <= self.config.min_limit and peak < limit_before:
+                # Light load (not held down by the limit) measures the no-load latency by
+                # itself: no probe needed.
+                self.long_rtt = short
+                self._schedule_probe(now)
+            elif now >= self._next_probe:
+                self._start_probe(now)
+
+    def _start_probe(self, now: float) -> None:
+        self._probing, self._probe_started, self._probe_rtts = True, now, []
+        self.epoch += 1
+        self._publish()
+
+    def _end_probe(self, now: float) -> None:
+        if self._probe_rtts:
+            self._probe_rtts.sort()
+            self.long_rtt = self._probe_rtts[len(self._probe_rtts) // 2]
+        self._probing = False
+        self.epoch += 1
+        self._schedule_probe(now)
+        self._window_start, self._window_sum, self._window_n = now, 0.0, 0
+        self._window_peak = self.inflight
+        self._publish()
+
+    def _schedule_probe(self, now: float) -> None:
+        jitter = 0.8 + 0.4 * self._rng()  # probes of several replicas do not line up
+        self._next_probe = now + self.config.probe_interval_s * jitter
+
+    def _update(self, short: float, peak: int) -> None:
+        cfg = self.config
+        self.short_rtt = short
+        if self.long_rtt is None or short < self.long_rtt:
+            if self.long_rtt is None:
+                self._schedule_probe(self._clock())
+            self.long_rtt = short
+        if peak < self._limit / 2:
+            # App-limited: the latency says nothing about this limit. Below the initial
+            # limit it drifts back up, so a quiet gateway does not keep the small limit a
+            # past fault or overload left (the next burst would be refused for nothing).
+            if self._limit < cfg.initial_limit:
+                self._limit = min(float(cfg.initial_limit), self._limit + math.sqrt(self._limit))
+                self._publish()
+            return
+        gradient = max(0.5, min(1.0, cfg.tolerance * self.long_rtt / short))
+        target = self._limit * gradient + math.sqrt(self._limit)
+        new = (1 - cfg.smoothing) * self._limit + cfg.smoothing * target
+        self._limit = min(float(cfg.max_limit), max(float(cfg.min_limit), new))
+        self._publish()
+
+    def _publish(self) -> None:
+        if self.limit != self._published:
+            self._published = self.limit
+            if self._on_change is not None:
+                self._on_change(self.limit)
+
+    def snapshot(self) -> dict:
+        def ms(value: float | None) -> float | None:
+            return None if value is None else round(value * 1e3, 2)
+
+        return {"limit": self.limit, "inflight": self.inflight, "queued": self.queued,
+                "probing": self._probing, "sample_rtt_ms": ms(self.short_rtt),
+                "min_rtt_ms": ms(self.long_rtt), "min_limit": self.config.min_limit,
+                "max_limit": self.config.max_limit}
