@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Install what the docker backend and its tests (tests/docker, `pytest -m docker`) need on a
+# fresh Debian machine: Debian's Docker Engine (dockerd 20.10, containerd, runc), debootstrap
+# (the stack image's base is a bookworm rootfs built locally: no registry is reachable) and
+# Compose v1 (Debian docker-compose 1.29, for stack/compose.yaml). Idempotent: installs only
+# what is missing. It never starts an engine: the tests start their own dockerd on a private
+# socket, and chaosctl uses whatever DOCKER_HOST names.
+set -euo pipefail
+
+missing=()
+command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+command -v iptables >/dev/null 2>&1 || missing+=(iptables)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)  # the tests' engine picks a free subnet
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "engines: dockerd, debootstrap and docker-compose are present"
+  exit 0
+fi
+echo "engines: missing: ${missing[*]}"
+
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "engines: no apt-get here; install Docker Engine, debootstrap and docker-compose" >&2
+  exit 1
+fi
+if [ "$(id -u)" -eq 0 ]; then
+  SUDO=()
+elif command -v sudo >/dev/null 2>&1; then
+  SUDO=(sudo)
+else
+  echo "engines: not root and no sudo; run:" >&2
+  echo "    sudo apt-get update && sudo apt-get install ${missing[*]}" >&2
+  exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+"${SUDO[@]}" apt-get update -qq
+# On a systemd machine the package would start the system's dockerd; policy-rc.d (where
+# present) stops that, and the tests never use it anyway (they start their own).
+"${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+echo "engines: installed ${missing[*]}"
