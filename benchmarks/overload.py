@@ -1,6 +1,6 @@
 """Overload: does the gateway keep goodput when offered more than the stack can serve?
 
-    .venv/bin/python benchmarks/overload.py                  # adaptive limit (the default)
+    .venv/bin/python benchmarks/overload.py                  # adaptive limit (=1; off by default)
     .venv/bin/python benchmarks/overload.py --compare-static # and the static max_inflight
 
 Starts its own stack (redis-server + the five services, SQLite, free loopback ports) per
@@ -237,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
             and 1 <= args.max_inflight <= 5000):
         parser.error("need 1 <= concurrency <= 256, 0 < hold <= 60, 1 <= spike-hold <= 60, "
                      "1 <= max-inflight <= 5000")
-    configs = {"adaptive": dict(item.split("=", 1) for item in args.env)}
+    extra = dict(item.split("=", 1) for item in args.env)
+    configs = {"adaptive": {"SHOP_ADAPTIVE_LIMIT": "1", **extra}}
     if args.compare_static:
         configs["static"] = {**configs["adaptive"], "SHOP_ADAPTIVE_LIMIT": "0"}
     results = {}

@@ -67,7 +67,7 @@ class ShopEnv(BaseSettings):
     bulkheads: Switch = True
     load_shedding: Switch = True
     idempotency: Switch = True
-    adaptive_limit: Switch = True
+    adaptive_limit: Switch = False
     max_inflight: int = Field(200, ge=1, le=100_000)
     min_inflight: int = Field(4, ge=1, le=100_000)
     initial_inflight: int = Field(20, ge=1, le=100_000)
@@ -145,7 +145,7 @@ class ShopSettings:
     bulkheads: bool = True
     load_shedding: bool = True
     idempotency: bool = True
-    adaptive_limit: bool = True
+    adaptive_limit: bool = False
     max_inflight: int = 200
     min_inflight: int = 4
     initial_inflight: int = 20
