@@ -14,6 +14,7 @@ from chaosctl.results import dump
 from chaosctl.results.stack import StackStatusResult, StackUpResult, StoppedEntry
 
 if TYPE_CHECKING:
+    from chaosctl.events import Event
     from chaosctl.runtime.base import Backend, ProcessStatus, StackStatus
 
 STATUS_JSON_HELP = help_block("--json prints one object (stable shape):", StackStatusResult)
@@ -48,8 +49,13 @@ def _err(message: str) -> None:
     typer.echo(message, err=True)
 
 
-def _progress(proc: ProcessStatus) -> None:
-    _err(f"  ready  {proc.label:<16} pid {proc.pid:<8} port {proc.port}")
+def _progress(event: Event) -> None:
+    """Runtime progress on stderr: a process ready, or a line of long work (image build)."""
+    if event.kind == "ready":
+        d = event.data
+        _err(f"  ready  {event.subject:<16} pid {d.get('pid')!s:<8} port {d.get('port')}")
+    elif "message" in event.data:
+        _err(str(event.data["message"]))
 
 
 def _state(p: ProcessStatus) -> str:
@@ -108,7 +114,7 @@ def stack_options(
     + UP_JSON_HELP))
 def up(ctx: typer.Context, as_json: Json = False) -> None:
     backend = _backend(ctx)
-    backend.on_progress = _err  # type: ignore[attr-defined]  # docker: image build progress
+    backend.events.add(_progress)  # long work (the docker backend's image build)
     _err("starting the stack ...")
     status = backend.up(on_ready=_progress)
     if as_json:
@@ -254,7 +260,7 @@ def build(ctx: typer.Context) -> None:
         from chaosctl.config import load_settings
 
         backend = DockerBackend(load_settings(home=(ctx.obj or {}).get("home")))
-    backend.on_progress = _err
+    backend.events.add(_progress)
     result = backend.build(force=True)
     typer.echo(f"built {result['image']} ({result['hash']}) in {result['total_s']}s")
 

@@ -7,11 +7,12 @@ new way of running the stack (containers, a remote host) is one more subclass.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from chaosctl.domain import SERVICES
+from chaosctl.events import Event, EventBus, Listener
 
 # Processes that are not shop services but belong to the stack all the same.
 INFRA: tuple[str, ...] = ("redis", "prometheus")
@@ -87,14 +88,38 @@ class StoppedProcess:
     how: str
 
 
-# Called as each process becomes ready during up/restart/scale/start (the CLI shows progress).
-ReadyCallback = Callable[[ProcessStatus], None]
+# Receives an `Event(kind="ready", source="runtime", subject="orders.0",
+# data=ProcessStatus.to_json())` as each process becomes ready during up/restart/scale/start
+# (the CLI shows progress): the one event type of the engine and the game day.
+ReadyCallback = Listener
+
+
+def notify_ready(on_ready: ReadyCallback | None, status: ProcessStatus) -> None:
+    """Tell `on_ready` that `status` is ready; a listener that raises is logged, not fatal."""
+    if on_ready is not None:
+        EventBus([on_ready]).emit(
+            Event.now("ready", "runtime", status.label, status.to_json()))
 
 
 class Backend(abc.ABC):
-    """Start, stop and break the stack. Core code: never prints, raises ChaosctlError."""
+    """Start, stop and break the stack. Core code: never prints, raises ChaosctlError.
+
+    Long work (an image build, a pull) reports progress as `Event(source="runtime")` to the
+    listeners in `self.events` (the CLI adds its printer); the backend never prints.
+    """
 
     name: str = "abstract"
+
+    @property
+    def events(self) -> EventBus:
+        bus: EventBus | None = self.__dict__.get("_events")
+        if bus is None:
+            bus = self.__dict__["_events"] = EventBus()
+        return bus
+
+    def progress(self, kind: str, subject: str, **data: Any) -> None:
+        """Emit a runtime progress event (e.g. kind="build", data={"message": ...})."""
+        self.events.emit(Event.now(kind, "runtime", subject, data))
 
     @abc.abstractmethod
     def up(self, on_ready: ReadyCallback | None = None) -> StackStatus: ...

@@ -7,8 +7,8 @@ ports on 127.0.0.1 and relays each connection to a replica by DNS name (stack/im
 edge_proxy.py says why). They share the user network `<project>_default`, where each service
 answers to its own name; data lives in named volumes (`restart` keeps them, `down --purge`
 removes them). The verbs map to the engine's: kill = SIGKILL, pause = freezer, restart =
-stop + start of the same container. Core code: never prints; long work reports through
-`on_progress`, which the CLI sets.
+stop + start of the same container. Core code: never prints; long work reports runtime
+progress events to `self.events` (Backend.progress), where the CLI adds its printer.
 
 The services' volume (`shopdata`) is bound to $CHAOSCTL_HOME/data, the local backend's data
 directory: whatever reads the SQLite files on the host (game-day's integrity check, the
@@ -23,7 +23,7 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +48,7 @@ from chaosctl.runtime.base import (
     ReadyCallback,
     StackStatus,
     StoppedProcess,
+    notify_ready,
 )
 from chaosctl.runtime.local import _exclusive
 from chaosctl.runtime.procs import RunDir, port_is_free
@@ -71,7 +72,6 @@ class DockerBackend(Backend):
         self.project = eng.project_name()
         self.network = f"{self.project}_default"
         self.data_dir = self.home / "data"  # bound into the services as /data (shopdata)
-        self.on_progress: Callable[[str], None] | None = None
         self._client: Any = None
         self._lock_depth = 0
 
@@ -83,8 +83,7 @@ class DockerBackend(Backend):
         return self._client
 
     def _progress(self, message: str) -> None:
-        if self.on_progress is not None:
-            self.on_progress(message)
+        self.progress("build", "image", message=message)
 
     def build(self, force: bool = False) -> dict[str, Any]:
         """Build the stack image (offline); see docker_image.build."""
@@ -436,10 +435,10 @@ class DockerBackend(Backend):
                         f"{_tail(c)}")
                 if self._is_ready(c):
                     pending.remove(c)
-                    if on_ready and _service(c) != eng.EDGE:
-                        on_ready(ProcessStatus(_service(c), _replica(c), _pid(c),
-                                               self.settings.port(_service(c)), True, False,
-                                               "ok"))
+                    if _service(c) != eng.EDGE:
+                        notify_ready(on_ready, ProcessStatus(
+                            _service(c), _replica(c), _pid(c),
+                            self.settings.port(_service(c)), True, False, "ok"))
             if pending and time.monotonic() > deadline:
                 c = pending[0]
                 raise StackStartError(

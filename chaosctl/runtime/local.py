@@ -44,6 +44,7 @@ from chaosctl.runtime.base import (
     ReadyCallback,
     StackStatus,
     StoppedProcess,
+    notify_ready,
 )
 from chaosctl.runtime.logfiles import log_tail, read_logs
 from chaosctl.runtime.procs import (
@@ -352,9 +353,8 @@ class LocalBackend(Backend):
                                           f"last lines of {rec.log}:\n{log_tail(rec.log)}")
                 if self._is_ready(rec):
                     pending.remove(rec)
-                    if on_ready:
-                        on_ready(ProcessStatus(rec.name, rec.replica, rec.pid, rec.port,
-                                               True, False, "ok"))
+                    notify_ready(on_ready, ProcessStatus(rec.name, rec.replica, rec.pid,
+                                                         rec.port, True, False, "ok"))
             if pending and time.monotonic() > deadline:
                 rec = pending[0]
                 raise StackStartError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from tests.e2e.conftest import StackHandle, processes_using
@@ -9,8 +10,13 @@ from tests.e2e.conftest import StackHandle, processes_using
 
 def test_up_then_down_leaves_no_process(make_stack: Callable[[], StackHandle]) -> None:
     stack = make_stack()
-    stack.up()
+    first = stack.cli("stack", "up")
+    assert first.returncode == 0, first.stderr
     records = stack.records()
+    # Progress: one runtime "ready" event per process, printed on stderr with its pid.
+    for r in records:
+        assert re.search(rf"ready\s+{re.escape(r.label)}\s+pid {r.pid}\b", first.stderr), \
+            first.stderr
     assert sorted(r.label for r in records) == sorted(
         f"{n}.0" for n in ("redis", "prometheus", "gateway", "orders", "payments", "inventory",
                            "notifications"))

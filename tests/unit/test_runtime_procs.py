@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -140,3 +141,19 @@ def test_own_unreaped_child_is_trusted_even_before_its_cmdline_settles(
     assert [s.how for s in stopped] == ["terminated"]
     sleeper.wait(timeout=5)
     assert proc_state(sleeper.pid) is None
+
+
+def test_ready_progress_is_a_runtime_event_and_a_broken_listener_does_not_stop_it() -> None:
+    from chaosctl.runtime.base import ProcessStatus, notify_ready
+
+    seen: list[Any] = []
+
+    def broken(event: Any) -> None:
+        raise OSError("stderr closed")
+
+    status = ProcessStatus("orders", 1, 4242, 8001, True, False, "ok")
+    notify_ready(broken, status)  # logged, not raised: a start must not fail on its printer
+    notify_ready(seen.append, status)
+    notify_ready(None, status)
+    assert [(e.kind, e.source, e.subject, e.data["pid"]) for e in seen] == [
+        ("ready", "runtime", "orders.1", 4242)]
