@@ -12,11 +12,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from chaosctl.domain import SERVICES
+from chaosctl.errors import InvalidInputError, UnknownServiceError
 from chaosctl.events import Event, EventBus, Listener
 
 # Processes that are not shop services but belong to the stack all the same.
 INFRA: tuple[str, ...] = ("redis", "prometheus")
 ALL_PROCESSES: tuple[str, ...] = INFRA + SERVICES
+# `stack scale` and `stack up` alike: 16 replicas per service at most, on every backend.
+MAX_REPLICAS = 16
 
 # Health values a process entry can carry (besides a service's own ok/degraded/down).
 HEALTH_PAUSED = "paused"
@@ -116,6 +119,23 @@ class Backend(abc.ABC):
         if bus is None:
             bus = self.__dict__["_events"] = EventBus()
         return bus
+
+    def _check_name(self, name: str) -> str:
+        """`name` when it is a process of the stack; UnknownServiceError listing them else."""
+        if name not in ALL_PROCESSES:
+            raise UnknownServiceError(f"unknown service {name!r}; valid names: "
+                                      f"{', '.join(ALL_PROCESSES)}")
+        return name
+
+    def _check_scale(self, service: str, replicas: int) -> str:
+        """The checks `scale` makes before touching anything, the same on every backend."""
+        if self._check_name(service) not in SERVICES:
+            raise InvalidInputError(f"{service} cannot be scaled; only the shop services can",
+                                    hint=f"scalable: {', '.join(SERVICES)}")
+        if not 1 <= replicas <= MAX_REPLICAS:
+            raise InvalidInputError(f"replica count {replicas} for {service} is outside "
+                                    f"1-{MAX_REPLICAS}", hint=f"e.g. {service}=3")
+        return service
 
     def progress(self, kind: str, subject: str, **data: Any) -> None:
         """Emit a runtime progress event (e.g. kind="build", data={"message": ...})."""

@@ -34,7 +34,6 @@ from chaosctl.errors import (
     PortInUseError,
     StackNotRunningError,
     StackStartError,
-    UnknownServiceError,
 )
 from chaosctl.runtime import docker_engine as eng
 from chaosctl.runtime import docker_image, probes
@@ -53,7 +52,6 @@ from chaosctl.runtime.base import (
 from chaosctl.runtime.local import _exclusive
 from chaosctl.runtime.procs import RunDir, port_is_free
 from chaosctl.runtime.scrape import wait_scraped
-from chaosctl.runtime.state import MAX_REPLICAS
 
 if TYPE_CHECKING:
     from docker.models.containers import Container
@@ -192,12 +190,7 @@ class DockerBackend(Backend):
     @_exclusive
     def scale(self, service: str, replicas: int,
               on_ready: ReadyCallback | None = None) -> StackStatus:
-        if self._check_name(service) not in SERVICES:
-            raise InvalidInputError(f"{service} cannot be scaled; only the shop services can",
-                                    hint=f"scalable: {', '.join(SERVICES)}")
-        if not 1 <= replicas <= MAX_REPLICAS:
-            raise InvalidInputError(f"replica count {replicas} for {service} is outside "
-                                    f"1-{MAX_REPLICAS}", hint=f"e.g. {service}=3")
+        self._check_scale(service, replicas)
         if not self._containers(None):
             raise StackNotRunningError("the stack is not running",
                                        hint="start it with `chaosctl stack up`")
@@ -472,11 +465,6 @@ class DockerBackend(Backend):
         wait_scraped(self.settings, jobs, since, self.settings.start_timeout)
 
     # -- names ---------------------------------------------------------------------------------
-    def _check_name(self, name: str) -> str:
-        if name not in ALL:
-            raise UnknownServiceError(f"unknown service {name!r}; valid names: {', '.join(ALL)}")
-        return name
-
     def _label(self, c: Container) -> str:
         return f"{_service(c)}.{_replica(c)}"
 

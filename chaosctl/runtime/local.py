@@ -29,7 +29,6 @@ from chaosctl.errors import (
     StackNotRunningError,
     StackStartError,
     StaleStateError,
-    UnknownServiceError,
 )
 from chaosctl.resources import stack_dir
 from chaosctl.runtime import probes
@@ -62,7 +61,6 @@ from chaosctl.runtime.procs import (
     terminate,
 )
 from chaosctl.runtime.prometheus_config import write_prometheus_config
-from chaosctl.runtime.state import MAX_REPLICAS
 from chaosctl.runtime.workers import WorkerStore
 
 T = TypeVar("T")
@@ -214,12 +212,7 @@ class LocalBackend(Backend):
     @_exclusive
     def scale(self, service: str, replicas: int,
               on_ready: ReadyCallback | None = None) -> StackStatus:
-        if self._check_name(service) not in SERVICES:
-            raise InvalidInputError(f"{service} cannot be scaled; only the shop services can",
-                                    hint=f"scalable: {', '.join(SERVICES)}")
-        if not 1 <= replicas <= MAX_REPLICAS:
-            raise InvalidInputError(f"replica count {replicas} for {service} is outside "
-                                    f"1-{MAX_REPLICAS}", hint=f"e.g. {service}=3")
+        self._check_scale(service, replicas)
         state = self.run.load_state()
         self._require_running()
         current = self._records_of(service)
@@ -478,12 +471,6 @@ class LocalBackend(Backend):
         while any(r.is_paused() != want_paused for r in records) and time.monotonic() < deadline:
             time.sleep(0.02)
         return pids
-
-    def _check_name(self, name: str) -> str:
-        if name not in ALL_PROCESSES:
-            raise UnknownServiceError(f"unknown service {name!r}; valid names: "
-                                      f"{', '.join(ALL_PROCESSES)}")
-        return name
 
     def _fill_health(self, entries: list[ProcessStatus]) -> None:
         running = sorted({e.name for e in entries if e.alive and not e.paused})

@@ -16,9 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, f
 
 from chaosctl.domain import SERVICES
 from chaosctl.errors import StateFileError
-from chaosctl.runtime.base import ALL_PROCESSES
-
-MAX_REPLICAS = 16  # `stack scale` and `stack up` alike: 16 uvicorn processes per service at most
+from chaosctl.runtime.base import ALL_PROCESSES, MAX_REPLICAS
 
 ReplicaCount = Annotated[StrictInt, Field(ge=1, le=MAX_REPLICAS)]
 
