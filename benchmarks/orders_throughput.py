@@ -23,6 +23,13 @@ run first measures GET /health on the gateway (the cheapest request the stack se
 baseline, so the order's cost is also printed as a multiple of that.
 
     .venv/bin/python benchmarks/orders_throughput.py --cpu --repeat 3
+
+`--compare-stack DIR` runs a second stack from another checkout's stack/ directory in the same
+run, rounds alternating between the two, and prints its figures and the ratio per process:
+
+    git archive HEAD | (mkdir -p /tmp/head && tar -x -C /tmp/head)
+    .venv/bin/python benchmarks/orders_throughput.py --cpu --repeat 4 \\
+        --compare-stack /tmp/head/stack
 """
 
 from __future__ import annotations
@@ -266,54 +273,100 @@ def cpu_round(gateway: str, pids: dict[str, int], orders: int, concurrency: int)
             "elapsed_s": load["elapsed_s"], "p50_ms": load["p50_ms"], "p99_ms": load["p99_ms"]}
 
 
-def run_cpu(args: argparse.Namespace) -> dict:
-    stack, gateway = _start(args)
-    try:
-        pids = stack_pids(stack, args.home)
-        if not pids:
-            raise SystemExit("no stack processes found: start the stack or pass --home")
-        _closed_loop(gateway, 50, args.concurrency)  # warm-up, not measured
-        rounds = [cpu_round(gateway, pids, args.cpu_orders, args.concurrency)
-                  for _ in range(args.repeat)]
-    finally:
-        _stop(stack)
+def _cpu_median(rounds: list[dict]) -> dict:
     names = list(rounds[0]["order_ms"])
-    median = {kind: {n: _median([r[kind].get(n) for r in rounds]) for n in names}
-              for kind in ("health_ms", "order_ms")}
-    return {"mode": "cpu", "orders": args.cpu_orders, "concurrency": args.concurrency,
-            "repeat": args.repeat, "stack_env": args.stack_env, "own_stack": stack is not None,
-            "pids": pids, "rounds": rounds, "median": median}
+    return {kind: {n: _median([r[kind].get(n) for r in rounds]) for n in names}
+            for kind in ("health_ms", "order_ms")}
+
+
+def run_cpu(args: argparse.Namespace) -> dict:
+    """`--repeat` rounds on this tree's stack; with `--compare-stack DIR` a second stack runs
+    from DIR (another checkout's stack/, e.g. `git archive HEAD` unpacked) and the rounds
+    alternate between the two (ABBA...), so both see the same machine load."""
+    stacks: list[tuple[str, object | None, str, dict[str, int]]] = []
+    try:
+        for label, stack_dir in [("this", None)] + (
+                [("compare", args.compare_stack)] if args.compare_stack else []):
+            stack, gateway = _start(args, stack_dir)
+            stacks.append((label, stack, gateway, {}))
+            pids = stack_pids(stack, args.home)
+            if not pids:
+                raise SystemExit("no stack processes found: start the stack or pass --home")
+            stacks[-1] = (label, stack, gateway, pids)
+            _closed_loop(gateway, 50, args.concurrency)  # warm-up, not measured
+        rounds: dict[str, list[dict]] = {label: [] for label, *_ in stacks}
+        for i in range(args.repeat):
+            order = stacks if i % 2 == 0 else stacks[::-1]
+            for label, _stack, gateway, pids in order:
+                rounds[label].append(cpu_round(gateway, pids, args.cpu_orders,
+                                               args.concurrency))
+    finally:
+        for _label, stack, *_ in stacks:
+            _stop(stack)
+    result = {"mode": "cpu", "orders": args.cpu_orders, "concurrency": args.concurrency,
+              "repeat": args.repeat, "stack_env": args.stack_env,
+              "own_stack": stacks[0][1] is not None, "pids": stacks[0][3],
+              "rounds": rounds["this"], "median": _cpu_median(rounds["this"])}
+    if args.compare_stack:
+        result["compare"] = {"stack_dir": str(args.compare_stack), "rounds": rounds["compare"],
+                             "median": _cpu_median(rounds["compare"])}
+    return result
+
+
+def _round_lines(rounds: list[dict], tag: str = "") -> list[str]:
+    return [f"{tag}round {i}: stack {r['order_ms']['stack']} ms/order "
+            f"({r['orders_answered']} answered {r['order_status_counts']}, "
+            f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, {r['elapsed_s']} s); "
+            f"GET /health {r['health_ms']['stack']} ms" for i, r in enumerate(rounds, 1)]
 
 
 def render_cpu(result: dict) -> str:
     med = result["median"]
+    other = result.get("compare")
     lines = [f"CPU per request: {result['orders']} orders at concurrency "
              f"{result['concurrency']}, {result['repeat']} round(s), "
              f"{'own stack, SQLite' if result['own_stack'] else 'existing stack'}"
              + (f", env {result['stack_env']}" if result["stack_env"] else "")]
-    for i, r in enumerate(result["rounds"], 1):
-        lines.append(f"round {i}: stack {r['order_ms']['stack']} ms/order "
-                     f"({r['orders_answered']} answered {r['order_status_counts']}, "
-                     f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, {r['elapsed_s']} s); "
-                     f"GET /health {r['health_ms']['stack']} ms")
-    lines.append(f"{'process':<16}{'ms/order':>10}{'ms/health':>11}{'order/health':>14}")
+    lines += _round_lines(result["rounds"])
+    if other:
+        lines += _round_lines(other["rounds"], f"compare ({other['stack_dir']}) ")
+    header = f"{'process':<16}{'ms/order':>10}{'ms/health':>11}{'order/health':>14}"
+    if other:
+        header += f"{'compare':>10}{'this/compare':>14}"
+    lines.append(header)
     base = med["health_ms"].get("stack") or None
     for name, value in med["order_ms"].items():
         h = med["health_ms"].get(name)
-        lines.append(f"{name:<16}{value:>10.3f}{(h or 0):>11.3f}"
-                     + (f"{value / base:>13.1f}x" if name == "stack" and base else ""))
+        line = f"{name:<16}{value:>10.3f}{(h or 0):>11.3f}" + (
+            f"{value / base:>13.1f}x" if name == "stack" and base else " " * 14)
+        if other:
+            then = other["median"]["order_ms"].get(name)
+            line += f"{(then or 0):>10.3f}" + (f"{value / then:>14.2f}" if then else "")
+        lines.append(line.rstrip())
+    if other and other["median"]["health_ms"].get("stack"):
+        then = other["median"]["order_ms"]["stack"] / other["median"]["health_ms"]["stack"]
+        lines.append(f"compare stack: {then:.1f}x its own GET /health")
     return "\n".join(lines)
 
 
-def _start(args: argparse.Namespace) -> tuple[object | None, str]:
+def _start(args: argparse.Namespace, stack_dir: Path | None = None
+           ) -> tuple[object | None, str]:
+    """This tree's stack (or the running one of --gateway); `stack_dir`: the services of
+    another checkout's stack/ directory instead (the rest of the harness stays this tree's)."""
     if args.gateway is not None:
         _check_loopback(args.gateway)
         return None, args.gateway
     sys.path.insert(0, str(REPO))
-    from tests.integration.shopstack import ShopStack
+    from tests.integration import shopstack
 
-    stack = ShopStack(Path(tempfile.mkdtemp(prefix="bench-shop-")), env=args.stack_env)
-    stack.start()
+    stack = shopstack.ShopStack(Path(tempfile.mkdtemp(prefix="bench-shop-")),
+                                env=args.stack_env)
+    default_dir = shopstack.STACK_DIR
+    shopstack.STACK_DIR = stack_dir or default_dir  # read when the services are launched
+    try:
+        stack.start()
+    finally:
+        shopstack.STACK_DIR = default_dir
     return stack, stack.url("gateway")
 
 
@@ -421,6 +474,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="closed-loop workers of a --cpu round")
     parser.add_argument("--home", help="CHAOSCTL_HOME whose pid files name the stack's "
                                        "processes (--cpu with --gateway)")
+    parser.add_argument("--compare-stack", type=Path, metavar="DIR",
+                        help="--cpu: also run the stack/ directory of another checkout (e.g. "
+                             "`git archive HEAD | tar -x -C DIR`, then DIR/stack), rounds "
+                             "alternating with this tree's, and print the ratio per process")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
     if args.env and args.gateway:
@@ -432,6 +489,13 @@ def main(argv: list[str] | None = None) -> int:
             and 1 <= args.repeat <= 10):
         parser.error("need 0 < rate <= 2000, 0 < duration <= 300, 0 <= error-rate <= 1, "
                      "1 <= repeat <= 10")
+    if args.compare_stack is not None:
+        if not args.cpu or args.gateway:
+            parser.error("--compare-stack needs --cpu and a stack this script starts")
+        if not (args.compare_stack / "shop" / "serve.py").is_file():
+            parser.error(f"--compare-stack {args.compare_stack}: no shop/serve.py there "
+                         "(give the stack/ directory of a checkout)")
+        args.compare_stack = args.compare_stack.resolve()
     if args.cpu:
         if not (1 <= args.cpu_orders <= 100_000 and 1 <= args.concurrency <= 512):
             parser.error("need 1 <= cpu-orders <= 100000 and 1 <= concurrency <= 512")

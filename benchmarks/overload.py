@@ -1,25 +1,27 @@
 """Overload: does the gateway keep goodput when offered more than the stack can serve?
 
-    .venv/bin/python benchmarks/overload.py                  # adaptive limit (=1; off by default)
-    .venv/bin/python benchmarks/overload.py --compare-static # and the static max_inflight
+    .venv/bin/python benchmarks/overload.py                  # the default (adaptive) limit
+    .venv/bin/python benchmarks/overload.py --compare-static # and SHOP_ADAPTIVE_LIMIT=0
 
 Starts its own stack (redis-server + the five services, SQLite, free loopback ports) per
-configuration and, with chaosctl's one load generator (chaosctl/chaos/load.py), measures:
+configuration, pins the stack and this client to different CPUs (--stack-cpus,
+--client-cpus; every thread of every stack process), and drives it with a lean raw-socket
+HTTP/1.1 client (benchmarks/rawload.py: keep-alive, pre-built requests, open loop, bounded),
+so the offered load is the client's and the capacity the stack's:
 
-1. capacity: orders/s (201 + 202) of a closed loop at --concurrency workers;
+1. capacity: orders/s (201 + 202) of a closed loop at --concurrency connections;
 2. unloaded latency: p50/p99 of an open loop at 25 % of capacity;
-3. 3x and 10x capacity offered open loop for --hold seconds each (bounded: rate x hold
-   requests, at most --max-inflight pending): goodput / capacity, admitted p99 / unloaded
-   p99, refusals (429 with Retry-After) and their p99 latency;
-4. recovery: 25 % of capacity right after the 10x phase; the recovery time is when the last
-   answer slower than 2x the unloaded p99 (or refused) was sent, counted from the spike's end;
-5. the seed study's spike shape: steady users, a ramp to 50x, a hold, a ramp down (here as
+3. 3x and 10x capacity offered open loop for --hold seconds each (rate x hold requests, at
+   most --connections in flight): goodput / capacity, admitted p99 / unloaded p99, refusals
+   (429 with Retry-After) and their p99; next to the offered rate, the rate the client
+   actually sent, its scheduling lag p99 and its own CPU per request;
+4. recovery: 25 % of capacity right after each overload; the recovery time is when the last
+   answer slower than 2x the unloaded p99 (or refused) was sent, counted from the end;
+5. the seed study's spike shape: steady users, a ramp to 50x, a hold, a ramp down (as
    open-loop rates: steady = capacity / 10, peak = 5x capacity), printed second by second
    with the gateway's `gateway_concurrency_limit`.
 
-Every figure is printed next to its ratio to the same run's baseline (capacity, unloaded
-p99). The load generator runs on the same machine as the stack: at 10x it takes CPU from
-the stack too, which this benchmark does not hide (it lowers goodput).
+Every figure is printed next to its ratio to the same run's baseline (capacity, unloaded p99).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -35,9 +38,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from orders_throughput import REPO, _start, _stop  # noqa: E402
+from rawload import RawLoad, Result, new_loop  # noqa: E402
 
 sys.path.insert(0, str(REPO))
-from chaosctl.chaos.load import Exchange, LoadConfig, LoadGenerator  # noqa: E402
 from chaosctl.stats import percentile  # noqa: E402
 
 RECORDED = (201, 202)
@@ -45,42 +48,28 @@ RECORDED = (201, 202)
 
 def _ms(values: list[float], q: float) -> float | None:
     value = percentile(sorted(values), q)
-    return None if value is None else round(value * 1000, 1)
+    return None if value is None else round(value * 1000, 2)
 
 
-class Recorder:
-    """Every answer: (sent at, status, latency, Retry-After present), times from `t0`."""
-
-    def __init__(self, t0: float) -> None:
-        self.t0 = t0
-        self.rows: list[tuple[float, int | None, float, bool]] = []
-
-    def __call__(self, ex: Exchange) -> None:
-        done = time.monotonic() - self.t0
-        self.rows.append((done - ex.latency_s, ex.status, ex.latency_s,
-                          "retry-after" in ex.headers))
-
-    def summary(self, start: float, end: float) -> dict:
-        rows = [r for r in self.rows if start <= r[0] < end]
-        ok = [r[2] for r in rows if r[1] in RECORDED]
-        refused = [r for r in rows if r[1] == 429]
-        span = max(end - start, 1e-9)
-        return {"sent": len(rows), "recorded": len(ok), "goodput": round(len(ok) / span, 1),
-                "refused_429": len(refused),
-                "refused_with_retry_after": sum(1 for r in refused if r[3]),
-                "other": len(rows) - len(ok) - len(refused),
-                "admitted_p50_ms": _ms(ok, 50), "admitted_p99_ms": _ms(ok, 99),
-                "refusal_p99_ms": _ms([r[2] for r in refused], 99)}
+def summary(rows: list[Result], t0: float, start: float, end: float) -> dict:
+    """The requests due in [start, end) s after t0."""
+    rows = [r for r in rows if start <= r.due - t0 < end]
+    ok = [r.latency_s for r in rows if r.status in RECORDED]
+    refused = [r for r in rows if r.status == 429]
+    span = max(end - start, 1e-9)
+    return {"sent": len(rows), "recorded": len(ok), "goodput": round(len(ok) / span, 1),
+            "refused_429": len(refused),
+            "refused_with_retry_after": sum(1 for r in refused if r.retry_after),
+            "other": len(rows) - len(ok) - len(refused),
+            "admitted_p50_ms": _ms(ok, 50), "admitted_p99_ms": _ms(ok, 99),
+            "refusal_p99_ms": _ms([r.latency_s for r in refused], 99),
+            "client_lag_p99_ms": _ms([r.lag_s for r in rows], 99)}
 
 
-async def _segment(gateway: str, rps: float, duration: float, max_inflight: int,
-                   recorder: Recorder, delay: float = 0.0) -> dict:
-    if delay > 0:
-        await asyncio.sleep(delay)
-    config = LoadConfig(base_url=gateway, rps=rps, duration_s=duration,
-                        max_requests=max(1, int(rps * duration) + 1),
-                        max_inflight=max_inflight, timeout_s=30, on_response=recorder)
-    return await LoadGenerator(config).run()
+def sent_rate(rows: list[Result], t0: float, start: float, end: float) -> float:
+    """What the client really wrote per second in [start, end) (not what was due)."""
+    n = sum(1 for r in rows if start <= r.sent - t0 < end)
+    return round(n / max(end - start, 1e-9), 1)
 
 
 def _limit_of(gateway: str) -> float | None:
@@ -104,102 +93,175 @@ async def _watch_limit(gateway: str, t0: float, until: float, out: list) -> None
         await asyncio.sleep(1.0)
 
 
-def measure(gateway: str, args: argparse.Namespace) -> dict:
-    # 1. capacity, closed loop
-    closed = LoadConfig(base_url=gateway, rps=0, duration_s=args.capacity_s,
-                        max_requests=100_000, concurrency=args.concurrency, timeout_s=30)
-    asyncio.run(LoadGenerator(LoadConfig(base_url=gateway, rps=0, duration_s=2,
-                                         max_requests=200, concurrency=args.concurrency,
-                                         timeout_s=30)).run())  # warm-up
-    cap = asyncio.run(LoadGenerator(closed).run())
-    recorded = sum(v for k, v in cap["status_counts"].items() if int(k) in RECORDED)
-    capacity = recorded / max(cap["elapsed_s"], 1e-9)
+def recovery_s(rows: list[Result], t0: float, end: float, base_p99_ms: float) -> float:
+    slow = [r.due - t0 for r in rows if r.due - t0 >= end
+            and (r.status not in RECORDED or r.latency_s * 1000 > 2 * base_p99_ms)]
+    return round(max(slow) - end, 2) if slow else 0.0
+
+
+async def closed_capacity(gateway: str, args: argparse.Namespace) -> tuple[float, list, int]:
+    """Orders/s of a closed loop: the median of 3 runs of capacity_s / 3 (a shared machine
+    has bad seconds); also every run's figure and the refusals."""
+    rates, refused = [], 0
+    for _ in range(3):
+        cap = RawLoad(gateway)
+        t0 = await cap.closed(args.concurrency, args.capacity_s / 3)
+        elapsed = max(r.done for r in cap.results) - t0
+        rates.append(sum(1 for r in cap.results if r.status in RECORDED) / max(elapsed, 1e-9))
+        refused += sum(1 for r in cap.results if r.status == 429)
+    return sorted(rates)[1], [round(r, 1) for r in rates], refused
+
+
+async def measure(gateway: str, args: argparse.Namespace) -> dict:
+    warm = RawLoad(gateway)
+    await warm.closed(8, 2.0, max_requests=200)  # connections, SQLite pages, lazy imports
+    capacity, capacity_runs, capacity_refused = await closed_capacity(gateway, args)
+    elapsed = args.capacity_s
     light = max(1.0, 0.25 * capacity)
 
-    # 2. unloaded latency
-    rec = Recorder(time.monotonic())
-    asyncio.run(_segment(gateway, light, args.unloaded_s, args.max_inflight, rec))
-    unloaded = rec.summary(0, float("inf"))
+    base = RawLoad(gateway, args.connections)
+    t0 = await base.run([(light, args.unloaded_s)])
+    base.close()
+    unloaded = summary(base.results, t0, 0, args.unloaded_s)
     base_p99 = unloaded["admitted_p99_ms"] or 1.0
 
-    def judged(summary: dict, offered: float, span: float) -> dict:
-        return {**summary, "offered_rps": round(offered, 1),
-                "sent_rps": round(summary["sent"] / span, 1),
-                "goodput_vs_capacity": round(summary["goodput"] / capacity, 2),
-                "admitted_p99_vs_unloaded": None if summary["admitted_p99_ms"] is None
-                else round(summary["admitted_p99_ms"] / base_p99, 2)}
+    def judged(rows: list[Result], t0: float, start: float, end: float, offered: float,
+               cpu_s: float) -> dict:
+        s = summary(rows, t0, start, end)
+        return {**s, "offered_rps": round(offered, 1), "sent_rps": sent_rate(rows, t0, start, end),
+                "client_cpu_us_per_request": round(cpu_s / max(len(rows), 1) * 1e6, 1),
+                "goodput_vs_capacity": round(s["goodput"] / capacity, 2),
+                "admitted_p99_vs_unloaded": None if s["admitted_p99_ms"] is None
+                else round(s["admitted_p99_ms"] / base_p99, 2)}
 
     phases = {}
     for factor in (3, 10):
-        t0 = time.monotonic()
-        rec = Recorder(t0)
-
-        async def overload_then_light(rate: float = factor * capacity,
-                                      recorder: Recorder = rec) -> None:
-            await _segment(gateway, rate, args.hold, args.max_inflight, recorder)
-            await _segment(gateway, light, args.recovery_s, args.max_inflight, recorder)
-
-        asyncio.run(overload_then_light())
-        phase = judged(rec.summary(0, args.hold), factor * capacity, args.hold)
-        slow = [r[0] for r in rec.rows if r[0] >= args.hold
-                and (r[1] not in RECORDED or r[2] * 1000 > 2 * base_p99)]
-        phase["recovery_s"] = round(max(slow) - args.hold, 2) if slow else 0.0
-        phase["after"] = rec.summary(args.hold, float("inf"))
+        load = RawLoad(gateway, args.connections)
+        cpu = time.process_time()
+        t0 = await load.run([(factor * capacity, args.hold), (light, args.recovery_s)])
+        load.close()
+        phase = judged(load.results, t0, 0, args.hold, factor * capacity,
+                       time.process_time() - cpu)
+        phase["recovery_s"] = recovery_s(load.results, t0, args.hold, base_p99)
+        phase["after"] = summary(load.results, t0, args.hold, args.hold + args.recovery_s)
         phases[f"{factor}x"] = phase
-        time.sleep(2)
+        await asyncio.sleep(2)
 
-    # 5. the study's spike shape
     steady, peak = capacity / 10, 5 * capacity
-    shape = [(steady, 5)] + [(steady + (peak - steady) * (i + 1) / 5, 1) for i in range(5)] \
-        + [(peak, args.spike_hold)] \
-        + [(peak - (peak - steady) * (i + 1) / 5, 1) for i in range(5)] + [(steady, 10)]
-    t0 = time.monotonic()
-    rec = Recorder(t0)
-    limits: list = []
-
-    async def spike() -> None:
-        offset, tasks = 0.0, []
-        for rate, seconds in shape:
-            tasks.append(asyncio.create_task(
-                _segment(gateway, rate, seconds, args.max_inflight, rec, delay=offset)))
-            offset += seconds
-        watcher = asyncio.create_task(_watch_limit(gateway, t0, offset + 3, limits))
-        await asyncio.gather(*tasks, watcher)
-
-    asyncio.run(spike())
-    spike_end = sum(s for _, s in shape[:-1])
-    timeline = []
+    shape = [(steady, 5.0)] + [(steady + (peak - steady) * (i + 1) / 5, 1.0) for i in range(5)] \
+        + [(peak, float(args.spike_hold))] \
+        + [(peak - (peak - steady) * (i + 1) / 5, 1.0) for i in range(5)] + [(steady, 10.0)]
     offsets = [0.0]
     for _, seconds in shape:
         offsets.append(offsets[-1] + seconds)
+    load = RawLoad(gateway, args.connections)
+    limits: list = []
+    start = time.monotonic() + 0.5
+    watcher = asyncio.create_task(_watch_limit(gateway, start, offsets[-1] + 1, limits))
+    cpu = time.process_time()
+    t0 = await load.run(shape, start=start)
+    cpu = time.process_time() - cpu
+    await watcher
+    load.close()
+    spike_end = offsets[-2]
+    timeline = []
     for second in range(int(offsets[-1])):
         rate = next(r for (r, _), a, b in zip(shape, offsets, offsets[1:], strict=False)
                     if a <= second < b)
-        s = rec.summary(second, second + 1)
+        s = summary(load.results, t0, second, second + 1)
         limit = next((v for t, v in limits if t >= second), None)
-        timeline.append({"t": second, "offered": round(rate, 1), "goodput": s["goodput"],
-                         "refused": s["refused_429"], "admitted_p99_ms": s["admitted_p99_ms"],
-                         "limit": limit})
+        timeline.append({"t": second, "offered": round(rate, 1),
+                         "sent": sent_rate(load.results, t0, second, second + 1),
+                         "goodput": s["goodput"], "refused": s["refused_429"],
+                         "admitted_p99_ms": s["admitted_p99_ms"], "limit": limit})
     hold_start = offsets[6]
-    slow = [r[0] for r in rec.rows if r[0] >= spike_end
-            and (r[1] not in RECORDED or r[2] * 1000 > 2 * base_p99)]
     spike_summary = {
         "steady_rps": round(steady, 1), "peak_rps": round(peak, 1),
-        "hold": judged(rec.summary(hold_start, hold_start + args.spike_hold), peak,
-                       args.spike_hold),
-        "recovery_s": round(max(slow) - spike_end, 2) if slow else 0.0,
+        "hold": judged(load.results, t0, hold_start, hold_start + args.spike_hold, peak, cpu),
+        "recovery_s": recovery_s(load.results, t0, spike_end, base_p99),
         "timeline": timeline}
-    return {"capacity_rps": round(capacity, 1), "capacity_run": cap, "unloaded": unloaded,
-            "phases": phases, "spike": spike_summary}
+    await asyncio.sleep(2)
+    after, after_runs, _ = await closed_capacity(gateway, args)  # did the machine change?
+    return {"capacity_rps": round(capacity, 1), "capacity_elapsed_s": round(elapsed, 2),
+            "capacity_runs": capacity_runs, "capacity_refused": capacity_refused,
+            "capacity_after_rps": round(after, 1), "capacity_after_runs": after_runs,
+            "unloaded": unloaded, "phases": phases, "spike": spike_summary}
+
+
+def refusal_cost(rounds: int = 5, n: int = 20_000) -> dict:
+    """CPU of one refusal inside the gateway process (no sockets): the gateway's ASGI app
+    with every slot taken, against the same LoadShedMiddleware placed as the FastAPI app's
+    outermost middleware (where it was before), in the same run; medians of `rounds`."""
+    import statistics
+
+    sys.path.insert(0, str(REPO / "stack"))
+    from shop import gateway
+    from shop.resilience import LoadShedMiddleware
+
+    shed = gateway.build()
+    limiter = shed.limiter
+    inner = shed.app  # the FastAPI app: give it the shedding middleware the old way too
+    inner.add_middleware(LoadShedMiddleware, limiter=limiter, on_shed=shed.on_shed)
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "POST", "scheme": "http", "path": "/orders", "raw_path": b"/orders",
+             "root_path": "", "query_string": b"", "headers": [],
+             "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 5000)}
+    statuses: list[int] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    async def timed(app: object) -> float:
+        start = time.perf_counter()
+        for _ in range(n):
+            await app(scope, receive, send)  # type: ignore[operator]
+        return (time.perf_counter() - start) / n * 1e6
+
+    async def run() -> dict:
+        limiter.inflight = limiter.config.max_limit  # every slot taken, overload evident
+        out: dict[str, list[float]] = {"around_the_app": [], "inside_fastapi": []}
+        for _ in range(rounds):
+            out["around_the_app"].append(await timed(shed))
+            out["inside_fastapi"].append(await timed(inner))
+        return {k: round(statistics.median(v), 1) for k, v in out.items()}
+
+    result = asyncio.run(run())
+    assert set(statuses) == {429}, set(statuses)
+    result["ratio"] = round(result["inside_fastapi"] / result["around_the_app"], 2)
+    return result
+
+
+def _cpus(text: str) -> set[int]:
+    return {int(c) for c in text.split(",") if c.strip()}
+
+
+def pin(stack: object, cpus: set[int]) -> list[int]:
+    """Every thread of every process of the stack onto `cpus`; returns the pids."""
+    pids = [proc.pid for proc in stack.procs.values()]  # type: ignore[attr-defined]
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                os.sched_setaffinity(int(task.name), cpus)
+            except (ProcessLookupError, PermissionError):
+                pass
+    return pids
 
 
 def render(name: str, r: dict) -> list[str]:
     u = r["unloaded"]
-    lines = [f"== {name}: capacity {r['capacity_rps']} orders/s (closed loop); unloaded at "
-             f"25 %: p50 {u['admitted_p50_ms']} ms, p99 {u['admitted_p99_ms']} ms"]
+    lines = [f"== {name}: capacity {r['capacity_rps']} orders/s (closed loop, median of "
+             f"{r['capacity_runs']}, {r['capacity_refused']} refused; re-measured at the end: "
+             f"{r['capacity_after_rps']} of {r['capacity_after_runs']}); unloaded at "
+             f"25 %: p50 {u['admitted_p50_ms']} ms, p99 {u['admitted_p99_ms']} ms; "
+             f"machine load {r.get('loadavg')}"]
     for label, p in [*r["phases"].items(), ("spike hold", r["spike"]["hold"])]:
         lines.append(
-            f"{label:>10}: offered {p['offered_rps']}/s (sent {p['sent_rps']}/s), "
+            f"{label:>10}: offered {p['offered_rps']}/s (sent {p['sent_rps']}/s, client lag "
+            f"p99 {p['client_lag_p99_ms']} ms, {p['client_cpu_us_per_request']} us CPU/req), "
             f"goodput {p['goodput']}/s "
             f"({p['goodput_vs_capacity']}x capacity), admitted p99 {p['admitted_p99_ms']} ms "
             f"({p['admitted_p99_vs_unloaded']}x unloaded), 429 {p['refused_429']} "
@@ -207,9 +269,9 @@ def render(name: str, r: dict) -> list[str]:
             f"other {p['other']}"
             + (f", recovery {p['recovery_s']} s" if "recovery_s" in p else ""))
     lines.append(f"spike recovery: {r['spike']['recovery_s']} s after the ramp-down ended")
-    lines.append("  t  offered goodput refused p99_ms limit")
+    lines.append("  t  offered    sent goodput refused p99_ms limit")
     for row in r["spike"]["timeline"]:
-        lines.append(f"{row['t']:>3} {row['offered']:>8} {row['goodput']:>7} "
+        lines.append(f"{row['t']:>3} {row['offered']:>8} {row['sent']:>7} {row['goodput']:>7} "
                      f"{row['refused']:>7} {row['admitted_p99_ms']!s:>6} {row['limit']}")
     return lines
 
@@ -217,26 +279,46 @@ def render(name: str, r: dict) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--concurrency", type=int, default=16,
+    parser.add_argument("--concurrency", type=int, default=8,
                         help="closed-loop workers of the capacity run")
     parser.add_argument("--capacity-s", type=float, default=8.0)
-    parser.add_argument("--unloaded-s", type=float, default=6.0)
+    parser.add_argument("--unloaded-s", type=float, default=10.0)
     parser.add_argument("--hold", type=float, default=8.0, help="seconds of 3x and of 10x")
     parser.add_argument("--recovery-s", type=float, default=8.0)
     parser.add_argument("--spike-hold", type=int, default=10)
-    parser.add_argument("--max-inflight", type=int, default=2000,
-                        help="client-side cap on pending requests per segment")
+    parser.add_argument("--connections", type=int, default=256,
+                        help="keep-alive connections of the open-loop client (its in-flight cap)")
+    cpus = sorted(os.sched_getaffinity(0))
+    parser.add_argument("--stack-cpus", default=",".join(map(str, cpus[:-1] or cpus)),
+                        help="CPUs for every stack process [all but the last]")
+    parser.add_argument("--client-cpus", default=str(cpus[-1]),
+                        help="CPUs for this client [the last]; '' = no pinning")
     parser.add_argument("--compare-static", action="store_true",
                         help="also run a stack with SHOP_ADAPTIVE_LIMIT=0 (static limit)")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--refusal-cost", action="store_true",
+                        help="only measure the CPU of one refusal in-process (us) and exit")
     args = parser.parse_args(argv)
+    if args.refusal_cost:
+        cost = refusal_cost()
+        print(json.dumps(cost) if args.json else
+              f"one refusal, in-process: {cost['around_the_app']} us around the app, "
+              f"{cost['inside_fastapi']} us as FastAPI's outermost middleware "
+              f"({cost['ratio']}x)")
+        return 0
     if any("=" not in item for item in args.env):
         parser.error("--env takes KEY=VALUE")
     if not (1 <= args.concurrency <= 256 and 0 < args.hold <= 60 and 1 <= args.spike_hold <= 60
-            and 1 <= args.max_inflight <= 5000):
+            and 1 <= args.connections <= 2000):
         parser.error("need 1 <= concurrency <= 256, 0 < hold <= 60, 1 <= spike-hold <= 60, "
-                     "1 <= max-inflight <= 5000")
+                     "1 <= connections <= 2000")
+    try:
+        stack_cpus, client_cpus = _cpus(args.stack_cpus), _cpus(args.client_cpus)
+    except ValueError:
+        parser.error("--stack-cpus and --client-cpus take CPU numbers like 0 or 0,1")
+    if not (stack_cpus | client_cpus) <= set(cpus):
+        parser.error(f"CPUs must be among {cpus}")
     extra = dict(item.split("=", 1) for item in args.env)
     configs = {"adaptive": {"SHOP_ADAPTIVE_LIMIT": "1", **extra}}
     if args.compare_static:
@@ -246,8 +328,18 @@ def main(argv: list[str] | None = None) -> int:
         ns = argparse.Namespace(gateway=None, stack_env=env)
         stack, gateway = _start(ns)
         try:
-            results[name] = measure(gateway, args)
+            if client_cpus and stack_cpus:
+                pin(stack, stack_cpus)  # after the start: its processes inherit ours
+                os.sched_setaffinity(0, client_cpus)
+            loop = new_loop()
+            try:
+                results[name] = loop.run_until_complete(measure(gateway, args))
+            finally:
+                loop.close()
+            results[name]["loadavg"] = [round(x, 2) for x in os.getloadavg()]
+            results[name]["cpus"] = {"stack": sorted(stack_cpus), "client": sorted(client_cpus)}
         finally:
+            os.sched_setaffinity(0, set(cpus))
             _stop(stack)
         if not args.json:
             print("\n".join(render(f"{name} {env or ''}", results[name])), flush=True)

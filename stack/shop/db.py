@@ -8,10 +8,13 @@ user's existing state directory keeps working after an upgrade.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import Column, Engine, MetaData, Table, create_engine, event, inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from shop.settings import ShopSettings
 
@@ -32,6 +35,99 @@ async def run_db(engine: Engine, fn: Callable[..., T], *args: Any) -> T:
     from starlette.concurrency import run_in_threadpool
 
     return await run_in_threadpool(fn, *args)
+
+
+class _Prepared:
+    """A Core statement compiled once for SQLite: its SQL, and per positional parameter the
+    name it is looked up by, the value when absent (a literal or the column default) and the
+    type's bind processor (e.g. DateTime to SQLite's text)."""
+
+    __slots__ = ("sql", "binds")
+
+    def __init__(self, engine: Engine, stmt: Any) -> None:
+        compiled = stmt.compile(dialect=engine.dialect)
+        table = getattr(stmt, "table", None)
+        self.sql = compiled.string
+        self.binds: list[tuple[str, Any, Any]] = []
+        for name in compiled.positiontup or ():
+            bind = compiled.binds[name]
+            absent = bind.value
+            column = table.c.get(name) if table is not None else None
+            if absent is None and column is not None and column.default is not None \
+                    and column.default.is_scalar:
+                absent = column.default.arg
+            process = bind.type.dialect_impl(engine.dialect).bind_processor(engine.dialect)
+            self.binds.append((name, absent, process))
+
+    def args(self, params: dict[str, Any]) -> tuple:
+        out = []
+        for name, absent, process in self.binds:
+            value = params.get(name, absent)
+            out.append(process(value) if process is not None and value is not None else value)
+        return tuple(out)
+
+
+class _HotSqlite:
+    """One DBAPI connection held by the process for the per-order writes (see `write`)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.conn = engine.raw_connection()  # through the pool: the PRAGMAs apply
+        self.prepared: dict[int, tuple[Any, _Prepared]] = {}
+
+    def statement(self, engine: Engine, stmt: Any) -> _Prepared:
+        hit = self.prepared.get(id(stmt))
+        if hit is None or hit[0] is not stmt:
+            hit = self.prepared[id(stmt)] = (stmt, _Prepared(engine, stmt))
+        return hit[1]
+
+
+_hot: weakref.WeakKeyDictionary[Engine, _HotSqlite] = weakref.WeakKeyDictionary()
+
+
+@contextmanager
+def write(engine: Engine) -> Iterator[Callable[[Any, dict[str, Any]], int]]:
+    """A transaction for the per-order writes: `tx(statement, params)` runs a Core statement
+    built once (no expanding IN) and returns its rowcount; commit at the end, rollback on an
+    exception. The same code runs on PostgreSQL (engine.begin()) and SQLite.
+
+    On SQLite the statements run, compiled once by SQLAlchemy for the dialect, on one DBAPI
+    connection the process holds: SQLAlchemy's per-execution work (pool checkout, execution
+    context, compiled-cache lookup, result setup) was ~60 % of a 4-statement order's database
+    time (issue 13: 917 -> 373 us per create+finish in-process). SQLite calls run inline on
+    the event loop (`run_db`), so the connection is never used by two transactions at once.
+    A constraint violation still raises sqlalchemy.exc.IntegrityError.
+    """
+    if engine.dialect.name != "sqlite":
+        with engine.begin() as conn:
+            yield lambda stmt, params: conn.execute(stmt, params).rowcount
+        return
+    hot = _hot.get(engine)
+    if hot is None:
+        hot = _hot[engine] = _HotSqlite(engine)
+    dbapi = hot.conn.driver_connection
+    if dbapi.isolation_level is None:  # autocommit: commit()/rollback() would mean nothing
+        with engine.begin() as conn:
+            yield lambda stmt, params: conn.execute(stmt, params).rowcount
+        return
+    cursor = dbapi.cursor()
+
+    def tx(stmt: Any, params: dict[str, Any]) -> int:
+        prepared = hot.statement(engine, stmt)
+        args = prepared.args(params)
+        try:
+            cursor.execute(prepared.sql, args)
+        except engine.dialect.dbapi.IntegrityError as exc:
+            raise IntegrityError(prepared.sql, args, exc) from exc
+        return cursor.rowcount
+
+    try:
+        yield tx
+        dbapi.commit()
+    except BaseException:
+        dbapi.rollback()
+        raise
+    finally:
+        cursor.close()
 
 
 def make_engine(settings: ShopSettings) -> Engine:

@@ -17,10 +17,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from shop import metrics
+from shop.redis_commands import RedisCommands
 from shop.web import ApiError
 
 KEY_TTL_S = 24 * 3600
 IN_PROGRESS_TTL_S = 60  # a crashed request must not block its key for a day
+# Bounds of each command (shop/redis_commands.py: its connections have no socket timeout).
+COMMAND_TIMEOUT_S = 1.0
+MAX_CONCURRENT_COMMANDS = 64
 REPLAYED_HEADERS = {"X-Idempotency-Replayed": "true",  # the study's client contract
                     "Idempotent-Replayed": "true"}  # kept for existing clients
 
@@ -74,8 +78,16 @@ async def _once_more_on_reconnect(command: Callable[[], Awaitable[Any]]) -> Any:
 
 
 class IdempotencyStore:
+    """Two Redis commands per order, through RedisCommands (shop/redis_commands.py: redis-py
+    connections of `redis`'s server used directly, each command bounded in time)."""
+
     def __init__(self, redis) -> None:  # noqa: ANN001
         self.redis = redis
+        self.commands = RedisCommands(redis, COMMAND_TIMEOUT_S, MAX_CONCURRENT_COMMANDS)
+        self._run = self.commands.run
+
+    async def aclose(self) -> None:
+        await self.commands.aclose()
 
     @staticmethod
     def _key(key: str) -> str:
@@ -86,11 +98,11 @@ class IdempotencyStore:
         request's marker (InProgress). Raises 422 for another body, 503 without Redis."""
         record = json.dumps({"state": "in_progress", "hash": fingerprint, "at": time.time()})
         try:
-            claimed = await _once_more_on_reconnect(lambda: self.redis.set(
-                self._key(key), record, nx=True, ex=IN_PROGRESS_TTL_S))
+            claimed = await _once_more_on_reconnect(lambda: self._run(
+                "SET", self._key(key), record, "NX", "EX", IN_PROGRESS_TTL_S))
             if claimed:
                 return None
-            raw = await _once_more_on_reconnect(lambda: self.redis.get(self._key(key)))
+            raw = await _once_more_on_reconnect(lambda: self._run("GET", self._key(key)))
         except Exception as exc:  # noqa: BLE001
             # Redis down is not Redis empty: without it we cannot tell a concurrent duplicate
             # cheaply, so refuse (the client retries with the same key) rather than guess.
@@ -109,15 +121,15 @@ class IdempotencyStore:
         record = json.dumps({"state": "in_progress", "hash": fingerprint, "at": time.time()})
         try:
             await _once_more_on_reconnect(
-                lambda: self.redis.set(self._key(key), record, ex=IN_PROGRESS_TTL_S))
+                lambda: self._run("SET", self._key(key), record, "EX", IN_PROGRESS_TTL_S))
         except Exception as exc:  # noqa: BLE001 - as in begin: 503, never a 500
             raise unavailable() from exc
 
     async def complete(self, key: str, fingerprint: str, status: int, body: dict) -> None:
         record = json.dumps({"state": "done", "hash": fingerprint, "status": status,
                              "body": body})
-        await _once_more_on_reconnect(lambda: self.redis.set(self._key(key), record,
-                                                             ex=KEY_TTL_S))
+        await _once_more_on_reconnect(
+            lambda: self._run("SET", self._key(key), record, "EX", KEY_TTL_S))
 
     async def remember(self, key: str, fingerprint: str, status: int, body: dict) -> None:
         """Best effort: put a response found in the DB back into Redis (after a Redis loss)."""
@@ -128,6 +140,6 @@ class IdempotencyStore:
 
     async def abandon(self, key: str) -> None:
         try:
-            await self.redis.delete(self._key(key))
+            await self._run("DEL", self._key(key))
         except Exception:  # noqa: BLE001 - it expires by itself after IN_PROGRESS_TTL_S
             pass

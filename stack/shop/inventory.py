@@ -36,9 +36,18 @@ from sqlalchemy.exc import IntegrityError
 
 from shop import metrics
 from shop.chaos import ChaosStore, chaos_router
-from shop.db import create_tables, make_engine, run_db
+from shop.db import create_tables, make_engine, run_db, write
 from shop.settings import ShopSettings
-from shop.web import NO_NUL, ApiError, IdPath, NotBool, create_app, deadline_of, redis_client
+from shop.web import (
+    NO_NUL,
+    ApiError,
+    IdPath,
+    NotBool,
+    create_app,
+    deadline_of,
+    fast_route,
+    redis_client,
+)
 
 SEED_PRODUCTS = 100
 SEED_STOCK = 1_000_000
@@ -144,14 +153,12 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
         taken in this transaction is rolled back with it."""
         items = [line.model_dump() for line in body.items]
         try:
-            with engine.begin() as conn:
-                conn.execute(INSERT_RESERVATION, {
+            with write(engine) as tx:
+                tx(INSERT_RESERVATION, {
                     "order_id": body.order_id, "items": json.dumps(items),
                     "created_at": time.time(), "status": HELD, "released_at": None})
                 for line in body.items:
-                    result = conn.execute(TAKE_STOCK, {"b_pid": line.product_id,
-                                                       "b_qty": line.quantity})
-                    if result.rowcount != 1:
+                    if tx(TAKE_STOCK, {"b_pid": line.product_id, "b_qty": line.quantity}) != 1:
                         raise OutOfStock(line.product_id)
             return {"order_id": body.order_id, "items": items, "status": HELD}, "created"
         except IntegrityError:
@@ -198,8 +205,13 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
         if await chaos.maybe_fail("error_rate"):
             raise ApiError(503, "injected_failure", "inventory chaos: injected error")
         deadline = deadline_of(request, settings)
+        remaining = deadline.remaining()
         try:
-            await asyncio.wait_for(stock_lock.acquire(), timeout=max(0.0, deadline.remaining()))
+            if remaining <= 0:
+                raise TimeoutError
+            # asyncio.timeout, not wait_for: no task per reservation (issue 13's profile).
+            async with asyncio.timeout(remaining):
+                await stock_lock.acquire()
         except TimeoutError as exc:
             raise ApiError(504, "deadline_exceeded", "deadline passed waiting for the stock lock") \
                 from exc
@@ -223,6 +235,8 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
                            "refused (the order was compensated)")
         return JSONResponse({**record, "replayed": outcome == "replayed"},
                             201 if outcome == "created" else 200)
+
+    fast_route(app, "POST", "/inventory/reserve", reserve, ReserveRequest)
 
     @app.post("/inventory/release", responses={
         200: {"description": "Stock given back, or a tombstone left (nothing was reserved); "

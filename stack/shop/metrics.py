@@ -109,6 +109,18 @@ retry_attempts_total = Counter("retry_attempts_total", "Retries made", ["downstr
 retry_budget_exhausted_total = Counter(
     "retry_budget_exhausted_total", "Retries refused by the retry budget", ["downstream"]
 )
+# Retries that went out: a retry refused by an open breaker, a full bulkhead or a spent
+# deadline is in retry_attempts_total but was never sent (retry amplification uses this).
+retry_requests_total = Counter(
+    "retry_requests_total", "Retries sent to the downstream", ["downstream"]
+)
+retry_backoff_seconds_total = Counter(
+    "retry_backoff_seconds_total", "Seconds waited before retries (backoff)", ["downstream"]
+)
+# SHOP_OUTBOX=0: orders notifies notifications in the request, once, without an outbox.
+notifications_direct_total = Counter(
+    "notifications_direct_total", "Order events sent directly (no outbox)", ["outcome"]
+)
 chaos_injected_total = Counter(
     "chaos_injected_total", "Faults applied to requests", ["service", "fault"]
 )
@@ -155,6 +167,8 @@ def init_labels(service: str) -> None:
     if service == "orders":
         for status in ORDER_STATUSES:
             orders_total.labels(status)
+        for outcome in ("sent", "failed"):
+            notifications_direct_total.labels(outcome)
     for downstream in DOWNSTREAMS_OF.get(service, ()):
         downstream_requests_total.labels(downstream)
         for reason in DOWNSTREAM_ERROR_REASONS:
@@ -162,6 +176,8 @@ def init_labels(service: str) -> None:
         bulkhead_rejections_total.labels(downstream)
         retry_attempts_total.labels(downstream)
         retry_budget_exhausted_total.labels(downstream)
+        retry_backoff_seconds_total.labels(downstream)
+        retry_requests_total.labels(downstream)
         breaker_state.labels(downstream)  # 0 = closed; Downstream sets it too
     for fault in CHAOS_FAULTS_OF.get(service, ()):
         chaos_injected_total.labels(service, fault)

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from shop import metrics
 from shop.db import create_tables, make_engine, run_db
 from shop.settings import ShopSettings
-from shop.web import NO_NUL, create_app
+from shop.web import NO_NUL, create_app, fast_route
 
 MAX_BATCH = 500
 meta = MetaData()
@@ -118,6 +118,8 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
             metrics.notifications_duplicates_total.inc(len(batch.events) - fresh)
         return JSONResponse({"accepted": len(batch.events), "new": fresh,
                              "duplicates": len(batch.events) - fresh}, 202)
+
+    fast_route(app, "POST", "/events/batch", receive_batch, EventBatch)
 
     @app.post("/events", status_code=202)
     async def receive(event: Event) -> JSONResponse:

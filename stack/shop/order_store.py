@@ -36,7 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from shop.db import create_tables
+from shop.db import create_tables, write
 from shop.outbox import new_event, outbox_table
 
 log = logging.getLogger("shop.orders")
@@ -98,9 +98,21 @@ def http_status(row: dict[str, Any]) -> int:
     return 201 if row["status"] == COMPLETED else 202
 
 
+def created_event(row: dict[str, Any]) -> dict[str, Any]:
+    return new_event(row["id"], "order.created", {
+        "order_id": row["id"], "customer_id": row["customer_id"], "total": row["total"]})
+
+
+def finished_event(order_id: str, status: str, reason: str | None) -> dict[str, Any]:
+    return new_event(order_id, f"order.{status}",
+                     {"order_id": order_id, "status": status, "reason": reason})
+
+
 class OrderStore:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, outbox: bool = True) -> None:
         self.engine = engine
+        # False (SHOP_OUTBOX=0): no outbox rows; orders notifies directly (orders.py).
+        self.outbox = outbox
         # Called after a transaction that wrote an outbox event (the publisher's `wake`).
         self.on_event: Callable[[], None] = lambda: None
 
@@ -130,16 +142,16 @@ class OrderStore:
     def create(self, row: dict[str, Any]) -> None:
         """The order and its order.created event commit together or not at all."""
         try:
-            with self.engine.begin() as conn:
-                conn.execute(INSERT_ORDER, row)
-                conn.execute(INSERT_EVENT, new_event(row["id"], "order.created", {
-                    "order_id": row["id"], "customer_id": row["customer_id"],
-                    "total": row["total"]}))
+            with write(self.engine) as tx:
+                tx(INSERT_ORDER, row)
+                if self.outbox:
+                    tx(INSERT_EVENT, created_event(row))
         except IntegrityError as exc:
             if row.get("dedupe_key") is not None:
                 raise DuplicateKey(row["dedupe_key"]) from exc
             raise
-        self.on_event()
+        if self.outbox:
+            self.on_event()
 
     def finish(self, order_id: str, status: str, reason: str | None,
                owes_compensation: bool = True) -> float | None:
@@ -148,15 +160,14 @@ class OrderStore:
         left a reservation or a charge is left with compensation pending until voided and
         released (mark_compensated); one whose calls never reached anyone owes nothing."""
         now = time.time()
-        with self.engine.begin() as conn:
-            won = conn.execute(FINISH, {
+        with write(self.engine) as tx:
+            won = tx(FINISH, {
                 "b_id": order_id, "b_status": status, "b_reason": reason, "b_now": now,
                 "b_compensation": "pending" if status != COMPLETED and owes_compensation
-                else None}).rowcount
-            if won:
-                conn.execute(INSERT_EVENT, new_event(order_id, f"order.{status}", {
-                    "order_id": order_id, "status": status, "reason": reason}))
-        if won:
+                else None})
+            if won and self.outbox:
+                tx(INSERT_EVENT, finished_event(order_id, status, reason))
+        if won and self.outbox:
             self.on_event()
         return now if won else None
 

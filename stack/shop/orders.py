@@ -31,12 +31,24 @@ from shop.idempotency import (
     in_progress,
     key_reused,
 )
-from shop.order_store import PENDING, DuplicateKey, OrderStore, http_status, orders, outbox, view
+from shop.order_store import (
+    PENDING,
+    DuplicateKey,
+    OrderStore,
+    created_event,
+    finished_event,
+    http_status,
+    orders,
+    outbox,
+    view,
+)
 from shop.outbox import OutboxPublisher
 from shop.recovery import OrderFinisher
 from shop.resilience import BreakerState, Deadline, DeadlineExceededError, ResilienceError
 from shop.settings import ShopSettings
 from shop.web import (
+    CORRELATION_HEADER,
+    IDEMPOTENCY_HEADER,
     NO_NUL,
     ApiError,
     CorrelationId,
@@ -47,6 +59,7 @@ from shop.web import (
     check_redis,
     create_app,
     deadline_of,
+    fast_route,
     redis_client,
     require_admin,
 )
@@ -81,7 +94,7 @@ def _answer(row: dict[str, Any], replayed: bool = False) -> JSONResponse:
 def build(settings: ShopSettings | None = None):  # noqa: ANN201
     settings = settings or ShopSettings.from_env("orders")
     engine = make_engine(settings)
-    store = OrderStore(engine)
+    store = OrderStore(engine, outbox=settings.outbox)
     redis = redis_client(settings.redis_url)
     idem = IdempotencyStore(redis)
     client = HttpClient(max_connections=200)
@@ -101,6 +114,7 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
         await finisher.stop()
         await publisher.stop()
         await client.aclose()
+        await idem.aclose()
         await redis.aclose()
         engine.dispose()
 
@@ -217,10 +231,30 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
                     charge_refused = charge_trace.sent == 1
             except (ResilienceError, DeadlineExceededError) as exc:
                 status, reason = "payment_failed", f"payments: {type(exc).__name__}"
-        return await finisher.conclude(
+        done = await finisher.conclude(
             order_id, status, reason, row=row,
             release=reserve_trace.sent > 0 and not reserve_refused,
             void=charge_trace.sent > 0 and not charge_refused)
+        if not settings.outbox:
+            await _notify_directly(done, deadline, headers)
+        return done
+
+    async def _notify_directly(row: dict[str, Any], deadline: Deadline,
+                               headers: dict[str, str]) -> None:
+        """SHOP_OUTBOX=0: the order's two events go to notifications now, in the request,
+        once (a stack without an outbox: lost when notifications fails or orders dies)."""
+        events = [{"id": e["id"], "type": e["type"], "aggregate_id": e["aggregate_id"],
+                   "payload": json.loads(e["payload"])}
+                  for e in (created_event(row),
+                            finished_event(row["id"], row["status"], row["reason"]))]
+        try:
+            response = await downstreams["notifications"].call(
+                "POST", "/events/batch", deadline=deadline, headers=headers,
+                json={"events": events}, retry=False)
+            sent = response.status_code < 300
+        except (ResilienceError, DeadlineExceededError):
+            sent = False
+        metrics.notifications_direct_total.labels("sent" if sent else "failed").inc()
 
     @app.post("/orders", status_code=201, responses={
         202: {"description": "Order recorded, but it failed and was compensated (status and "
@@ -259,6 +293,9 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
             except Exception:  # noqa: BLE001 - the database answers replays as well
                 pass
         return _answer(row)
+
+    fast_route(app, "POST", "/orders", create_order, OrderRequest,
+               {"idempotency_key": IDEMPOTENCY_HEADER, "correlation_id": CORRELATION_HEADER})
 
     @app.get("/orders/{order_id}")
     async def get_order(order_id: IdPath) -> dict:

@@ -35,9 +35,18 @@ from sqlalchemy.exc import IntegrityError
 
 from shop import metrics
 from shop.chaos import ChaosStore, chaos_router
-from shop.db import create_tables, make_engine, run_db
+from shop.db import create_tables, make_engine, run_db, write
 from shop.settings import ShopSettings
-from shop.web import NO_NUL, ApiError, IdPath, NotBool, create_app, deadline_of, redis_client
+from shop.web import (
+    NO_NUL,
+    ApiError,
+    IdPath,
+    NotBool,
+    create_app,
+    deadline_of,
+    fast_route,
+    redis_client,
+)
 
 meta = MetaData()
 charges = Table(
@@ -100,8 +109,8 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
                "amount": body.amount, "created_at": time.time(), "status": LIVE,
                "refunded_at": None}
         try:
-            with engine.begin() as conn:
-                conn.execute(INSERT_CHARGE, row)
+            with write(engine) as tx:
+                tx(INSERT_CHARGE, row)
             return row, "created"
         except IntegrityError:
             existing = _get(body.order_id)
@@ -155,6 +164,8 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
                            "is refused (the order was compensated)")
         return JSONResponse({**record, "replayed": outcome == "replayed"},
                             201 if outcome == "created" else 200)
+
+    fast_route(app, "POST", "/payments/charge", charge, ChargeRequest)
 
     @app.post("/payments/void", responses={
         200: {"description": "Refunded, or voided (nothing was charged); `replayed` if it "

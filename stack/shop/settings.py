@@ -67,7 +67,10 @@ class ShopEnv(BaseSettings):
     bulkheads: Switch = True
     load_shedding: Switch = True
     idempotency: Switch = True
-    adaptive_limit: Switch = False
+    # Off: orders notifies notifications directly after each order (best effort, in the
+    # request) instead of through the transactional outbox; the study's A-E have none.
+    outbox: Switch = True
+    adaptive_limit: Switch = True
     max_inflight: int = Field(200, ge=1, le=100_000)
     min_inflight: int = Field(4, ge=1, le=100_000)
     initial_inflight: int = Field(20, ge=1, le=100_000)
@@ -86,6 +89,10 @@ class ShopEnv(BaseSettings):
     retry_budget_ratio: float = Field(0.3, ge=0, le=1000)
     retry_budget_floor: float = Field(2.0, ge=0, le=10_000)
     retry_max_attempts: int = Field(4, ge=1, le=10)
+    # Backoff before retry n: base * 2^(n-1), capped at 1 s; with jitter a uniform draw
+    # below that. 0 and no jitter are the study's naive retries (immediate).
+    retry_backoff_s: float = Field(0.05, ge=0, le=60)
+    retry_jitter: Switch = True
     chaos_ttl_s: int = Field(900, ge=1, le=86400)
     request_budget_s: Seconds = 10.0
     timeout_orders_s: Seconds = 8.0
@@ -145,7 +152,8 @@ class ShopSettings:
     bulkheads: bool = True
     load_shedding: bool = True
     idempotency: bool = True
-    adaptive_limit: bool = False
+    outbox: bool = True
+    adaptive_limit: bool = True
     max_inflight: int = 200
     min_inflight: int = 4
     initial_inflight: int = 20
@@ -162,6 +170,8 @@ class ShopSettings:
     retry_budget_ratio: float = 0.3
     retry_budget_floor: float = 2.0
     retry_max_attempts: int = 4
+    retry_backoff_s: float = 0.05
+    retry_jitter: bool = True
     chaos_ttl_s: int = 900
     request_budget_s: float = 10.0
     hop_timeouts: dict[str, float] = field(default_factory=dict)
@@ -185,6 +195,7 @@ class ShopSettings:
             bulkheads=env.bulkheads,
             load_shedding=env.load_shedding,
             idempotency=env.idempotency,
+            outbox=env.outbox,
             adaptive_limit=env.adaptive_limit,
             max_inflight=env.max_inflight,
             min_inflight=min(env.min_inflight, env.max_inflight),
@@ -202,6 +213,8 @@ class ShopSettings:
             retry_budget_ratio=env.retry_budget_ratio,
             retry_budget_floor=env.retry_budget_floor,
             retry_max_attempts=env.retry_max_attempts,
+            retry_backoff_s=env.retry_backoff_s,
+            retry_jitter=env.retry_jitter,
             chaos_ttl_s=env.chaos_ttl_s,
             request_budget_s=env.request_budget_s,
             # Per-hop timeouts: a slow payment (chaos latency 3 s) must fail fast, not hang

@@ -11,16 +11,29 @@ WINDOW = AdaptiveLimitConfig().window_s
 
 
 def run_windows(limit: AdaptiveLimit, clock: FakeClock, rtt_s: float, windows: int,
-                busy: bool = True) -> None:
+                busy: bool = True, arrivals: int = 0) -> int:
     """`windows` windows of completions at latency `rtt_s`; `busy` fills every slot first
-    (the limit is what bounds concurrency), otherwise only one request runs at a time."""
+    (the limit is what bounds concurrency), otherwise only one request runs at a time.
+    `arrivals`: requests arriving per window whatever the limit (open loop); those beyond
+    the free slots are refused, which is what overload looks like. Returns the refusals."""
+    refused = 0
     for _ in range(windows):
         held = limit.limit - limit.inflight if busy else 1
         for _ in range(held):
             assert limit.try_acquire()
+        for _ in range(arrivals - held):
+            if limit.try_acquire():  # no overload evidence yet: admitted past the limit
+                limit.release(None)
+            else:
+                refused += 1
         for _ in range(held):
             clock.advance(WINDOW / held)
             limit.release(rtt_s)
+    return refused
+
+
+# Far more per window than any limit below admits: open-loop overload.
+OVERLOAD = 400
 
 
 def test_steady_latency_with_every_slot_used_lets_the_limit_grow_to_its_bound() -> None:
@@ -40,9 +53,10 @@ def test_queueing_latency_shrinks_the_limit_but_never_below_min() -> None:
                                               probe_interval_s=1000), clock=clock)
     run_windows(limit, clock, 0.02, windows=3)  # learns the no-load latency
     grown = limit.limit
-    run_windows(limit, clock, 0.2, windows=5)  # 10x: requests queue downstream
+    # 3x more arrives than is served, and latency is 10x: requests queue
+    run_windows(limit, clock, 0.2, windows=5, arrivals=OVERLOAD)
     assert limit.limit < grown
-    run_windows(limit, clock, 0.2, windows=80)
+    run_windows(limit, clock, 0.2, windows=80, arrivals=OVERLOAD)
     assert limit.limit == 6
 
 
@@ -59,7 +73,7 @@ def test_a_quiet_gateway_drifts_back_to_its_initial_limit_after_a_fault() -> Non
     limit = AdaptiveLimit(AdaptiveLimitConfig(initial_limit=20, min_limit=4,
                                               probe_interval_s=1000), clock=clock)
     run_windows(limit, clock, 0.02, windows=2)
-    run_windows(limit, clock, 1.0, windows=40)  # a fault: the limit goes to its floor
+    run_windows(limit, clock, 1.0, windows=40, arrivals=OVERLOAD)  # overload: to its floor
     assert limit.limit <= 5
     run_windows(limit, clock, 0.02, windows=80, busy=False)  # then little traffic
     assert limit.limit == 20
@@ -70,7 +84,7 @@ def test_a_gateway_idle_for_idle_reset_s_starts_again_from_its_initial_limit() -
     limit = AdaptiveLimit(AdaptiveLimitConfig(initial_limit=20, min_limit=4,
                                               probe_interval_s=1000), clock=clock)
     run_windows(limit, clock, 0.02, windows=2)
-    run_windows(limit, clock, 1.0, windows=40)
+    run_windows(limit, clock, 1.0, windows=40, arrivals=OVERLOAD)
     assert limit.limit <= 5
     clock.advance(limit.config.idle_reset_s - 0.1)
     assert limit.try_acquire() and limit.limit <= 5  # not idle long enough yet
@@ -86,17 +100,18 @@ def test_a_probe_at_min_limit_relearns_the_no_load_latency_of_a_slower_dependenc
                           rng=lambda: 0.5, on_change=seen.append)  # probes every 10 s
     run_windows(limit, clock, 0.02, windows=4)
     assert limit.long_rtt == pytest.approx(0.02)
-    run_windows(limit, clock, 0.5, windows=4)  # a latency fault: looks like a queue
+    # A latency fault under overload (3x arrives): looks like a queue
+    run_windows(limit, clock, 0.5, windows=4, arrivals=OVERLOAD)
     shrunk = limit.limit
     assert shrunk < 20 and limit.long_rtt == pytest.approx(0.02)
     while not limit.probing:
-        run_windows(limit, clock, 0.5, windows=1)
+        run_windows(limit, clock, 0.5, windows=1, arrivals=OVERLOAD)
     assert limit.limit == 4 and seen[-1] == 4  # the probe runs at min_limit (exported too)
     while limit.probing:
-        run_windows(limit, clock, 0.5, windows=1)
+        run_windows(limit, clock, 0.5, windows=1, arrivals=OVERLOAD)
     assert limit.long_rtt == pytest.approx(0.5)  # 0.5 s is this dependency's normal now
     before = limit.limit
-    run_windows(limit, clock, 0.5, windows=10)
+    run_windows(limit, clock, 0.5, windows=10, arrivals=OVERLOAD)
     assert limit.limit > before  # and the limit grows again
 
 
@@ -106,8 +121,16 @@ def test_only_requests_admitted_during_a_probe_measure_it() -> None:
                           rng=lambda: 0.5)
     run_windows(limit, clock, 0.02, windows=4)
     old = [limit.epoch for _ in range(3) if limit.try_acquire()]
-    while not limit.probing:
-        run_windows(limit, clock, 0.02, windows=1)
+    while not limit.probing:  # probes run under overload only: 50 arrivals per 5 answers
+        assert all(limit.try_acquire() for _ in range(5))  # more than min_limit at once
+        for _ in range(50):
+            if limit.try_acquire():
+                limit.release(None)
+        for _ in range(5):
+            clock.advance(0.002)
+            limit.release(0.02)
+            if limit.probing:
+                break
     for epoch in old:  # admitted before the probe, finishing during it: queued, slow
         limit.release(3.0, epoch)
     assert limit.probing
@@ -192,8 +215,91 @@ def test_a_cancelled_waiter_that_was_handed_a_slot_passes_it_on() -> None:
     asyncio.run(main())
 
 
+def test_a_slow_dependency_at_the_same_load_neither_shrinks_the_limit_nor_refuses() -> None:
+    """Payments answering in 1.5 s instead of 20 ms, at the same arrival rate: latency went
+    up 75x, but nothing queued. The limit holds, requests past it are admitted (up to
+    max_limit) and no probe runs (it would refuse all but min_limit)."""
+    clock = FakeClock()
+    seen: list[int] = []
+    limit = AdaptiveLimit(AdaptiveLimitConfig(initial_limit=20, min_limit=4, max_limit=200),
+                          clock=clock, rng=lambda: 0.5, on_change=seen.append)
+    rate = 15.0  # per second, evenly spaced, like a game day's traffic
+
+    def serve(seconds: float, rtt_s: float) -> list[bool]:
+        """Open loop at `rate`; each request finishes `rtt_s` after it was admitted."""
+        admitted, finishing = [], []
+        for _ in range(int(seconds * rate)):
+            clock.advance(1 / rate)
+            while finishing and finishing[0] <= clock():
+                finishing.pop(0)
+                limit.release(rtt_s)
+            admitted.append(limit.try_acquire())
+            if admitted[-1]:
+                finishing.append(clock() + rtt_s)
+        for _ in finishing:
+            limit.release(None)
+        return admitted
+
+    assert all(serve(5, 0.02))
+    assert limit.long_rtt == pytest.approx(0.02) and not limit.overloaded()
+    # 15/s x 1.5 s = 22 in flight, above the limit of 20: admitted all the same
+    assert all(serve(30, 1.5))
+    assert seen == [20]  # never shrunk, never probed (at 4)
+    assert limit.inflight == 0 and not limit.probing
+
+
+def test_overload_evidence_needs_more_arrivals_than_were_served_normally() -> None:
+    clock = FakeClock()
+    limit = AdaptiveLimit(AdaptiveLimitConfig(initial_limit=10, probe_interval_s=1000),
+                          clock=clock)
+    assert limit.overloaded()  # nothing served yet: the limit is all there is
+    run_windows(limit, clock, 0.02, windows=12)  # 10 per 0.25 s served at normal latency
+    served = limit.served_rate()
+    assert served is not None and served >= 40  # at least 10 per 0.25 s
+    assert not limit.overloaded()
+    refused = run_windows(limit, clock, 0.02, windows=8, arrivals=OVERLOAD)
+    assert limit.overloaded() and refused > 0
+
+
+def test_a_sudden_burst_is_overload_before_the_long_span_would_say_so() -> None:
+    """5x the served rate for 0.3 s: the 2 s count alone would let the whole burst in before
+    it called it overload; the last 0.5 s does not. Spread over 2 s, the same count is not."""
+    for seconds, overload in ((0.3, True), (2.0, False)):
+        clock = FakeClock()
+        limit = AdaptiveLimit(AdaptiveLimitConfig(initial_limit=10, probe_interval_s=1000),
+                              clock=clock)
+        run_windows(limit, clock, 0.02, windows=12)
+        served = limit.served_rate()
+        assert served is not None
+        clock.advance(2.5)  # the normal traffic is out of both spans
+        burst = round(served * 0.3 * 5)
+        for _ in range(burst):
+            clock.advance(seconds / burst)
+            if limit.try_acquire():
+                limit.release(None)
+        assert limit.overloaded() is overload, (seconds, burst, served)
+
+
+def test_a_burst_stops_at_the_limit_before_any_arrival_count_calls_it_overload() -> None:
+    """Past the limit, requests are admitted without overload evidence only if those in
+    flight came no faster than 2x the served rate: 60 at once are not a slow dependency."""
+    clock = FakeClock()
+    limit = AdaptiveLimit(AdaptiveLimitConfig(initial_limit=10, probe_interval_s=1000),
+                          clock=clock)
+    run_windows(limit, clock, 0.02, windows=12)
+    clock.advance(2.5)
+    assert not limit.overloaded()
+    admitted = 0
+    for _ in range(60):
+        clock.advance(0.05 / 60)
+        admitted += limit.try_acquire()
+    assert admitted == limit.limit
+
+
 def test_bad_bounds_are_refused() -> None:
     with pytest.raises(ValueError):
         AdaptiveLimitConfig(min_limit=10, max_limit=5)
     with pytest.raises(ValueError):
         AdaptiveLimitConfig(tolerance=0.5)
+    with pytest.raises(ValueError):
+        AdaptiveLimitConfig(load_slack=0.9)

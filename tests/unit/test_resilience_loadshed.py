@@ -116,3 +116,35 @@ def test_retry_after_is_configurable() -> None:
         assert "retry after 7 s" in json.loads(r["body"])["detail"]
 
     asyncio.run(main())
+
+
+class StatusApp:
+    """Answers with the status named in the path (`/201`, `/503`) at once."""
+
+    async def __call__(self, scope, receive, send) -> None:
+        status = int(scope["path"].strip("/"))
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+
+def test_failed_or_fallback_answers_give_the_adaptive_limit_no_latency_sample() -> None:
+    """A 202 (order recorded but a dependency failed), a 5xx or a deeper 429 says how slow a
+    dependency was, not whether requests queue here: no sample, no served count."""
+    from shop.resilience import AdaptiveLimit, AdaptiveLimitConfig, FakeClock
+
+    async def main() -> None:
+        clock = FakeClock()
+        limit = AdaptiveLimit(AdaptiveLimitConfig(min_samples=1, window_s=0.001), clock=clock)
+        mw = LoadShedMiddleware(StatusApp(), limiter=limit)
+        for status in (202, 429, 500, 502, 503, 504):
+            clock.advance(1)
+            assert (await request(mw, f"/{status}"))["status"] == status
+        assert limit.short_rtt is None and limit.served_rate() is None
+        assert limit.inflight == 0
+        for status in (201, 200, 404):
+            clock.advance(1)
+            assert (await request(mw, f"/{status}"))["status"] == status
+        assert limit.short_rtt is not None and limit.served_rate() is not None
+        assert limit.inflight == 0
+
+    asyncio.run(main())

@@ -21,6 +21,23 @@ stack is refused for nothing. This limit follows the latency of the requests it 
   not the limit, decided the latency); below `initial_limit` the limit then drifts back up
   to it, so a quiet gateway forgets the small limit an earlier fault left.
 
+Latency alone cannot tell a queue from a slow dependency: payments answering in 3 s raises
+every order's latency exactly like a queue would, and a limit that shrinks then turns a
+payments incident into gateway refusals (gateway-overload firing first). What tells them
+apart is the load: a queue forms because more arrives than the stack serves; a slow
+dependency raises latency at the same arrival rate. So the limit only acts on *overload
+evidence*: the arrivals of the last `load_span_s`, or of its last quarter (a sudden burst),
+refused ones included, exceed `load_slack` x the highest rate served at normal latency in the
+last `served_horizon_s` (plus 3 sigma of counting noise).
+Without that evidence a request past the limit is admitted (up to `max_limit`) if the
+requests in flight arrived no faster than 2x that served rate (a slow dependency piles them
+up at the usual rate, a burst faster: it stops at the limit before the arrival counts catch
+up), and the limit neither shrinks nor probes (a probe would refuse for nothing). If
+overload then meets a dependency that became slower for good, the probe re-learns the no-load
+latency as before. Requests that
+ended in a downstream failure or fallback (502/503/504, a 202 failed order) give no latency
+sample at all (Netflix's "ignore").
+
 Admission: a free slot admits at once. When the limit is reached a request may wait, but
 only if the queue ahead of it can drain within `max_queue_s` at the current pace (queue
 length < limit x max_queue_s / sample RTT), and never longer than `max_queue_s`; otherwise
@@ -40,6 +57,8 @@ from dataclasses import dataclass
 
 from .clock import Clock
 
+_BUCKET_S = 0.1  # arrivals and served requests are counted in buckets this long
+
 
 @dataclass(frozen=True)
 class AdaptiveLimitConfig:
@@ -55,12 +74,17 @@ class AdaptiveLimitConfig:
     probe_samples: int = 10
     probe_max_s: float = 2.0
     idle_reset_s: float = 5.0  # nothing in flight for this long: back to initial_limit
+    load_span_s: float = 2.0  # arrivals are compared with the served rate over this span
+    load_slack: float = 1.25  # overload: arrivals above this x the rate served normally
+    served_horizon_s: float = 30.0  # "recently served": the best rate of this long
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_limit <= self.max_limit:
             raise ValueError("need 1 <= min_limit <= max_limit")
         if self.tolerance < 1 or not 0 < self.smoothing <= 1 or self.max_queue_s < 0:
             raise ValueError("need tolerance >= 1, 0 < smoothing <= 1, max_queue_s >= 0")
+        if self.load_span_s <= 0 or self.load_slack < 1 or self.served_horizon_s <= 0:
+            raise ValueError("need load_span_s > 0, load_slack >= 1, served_horizon_s > 0")
 
 
 class AdaptiveLimit:
@@ -84,6 +108,17 @@ class AdaptiveLimit:
         self._probe_started = 0.0
         self._probe_rtts: list[float] = []
         self._next_probe = float("inf")  # the first window sets the min RTT and schedules it
+        # Overload evidence: arrivals and well-served completions over load_span_s, and the
+        # best served rate (per s) of the windows with normal latency, with their times.
+        # Buckets of [index, arrived, served]; the evidence is re-read at most once a bucket
+        # on the admission path (a refusal must cost next to nothing).
+        self._buckets: deque[list[int]] = deque()
+        self._n_buckets = max(1, math.ceil(cfg.load_span_s / _BUCKET_S))
+        self._served_rates: deque[tuple[float, float]] = deque()
+        self._evidence = (-1, True)  # (bucket index, overloaded) last computed
+        # When the last max_limit requests were admitted: with answers in roughly FIFO
+        # order, the oldest in flight was admitted `inflight` admissions ago.
+        self._admitted_at: deque[float] = deque(maxlen=cfg.max_limit)
         self._published = self.limit
         if on_change is not None:
             on_change(self.limit)
@@ -100,15 +135,98 @@ class AdaptiveLimit:
     def queued(self) -> int:
         return sum(1 for w in self._waiters if not w.done())
 
+    # -- overload evidence --------------------------------------------------------------
+    def served_rate(self) -> float | None:
+        """The best rate (per s) served at normal latency in the last served_horizon_s (the
+        last one known when none is that recent); None before the first normal window."""
+        rates = self._served_rates
+        if not rates:
+            return None
+        horizon = self._clock() - self.config.served_horizon_s
+        while len(rates) > 1 and rates[0][0] < horizon:
+            rates.popleft()
+        return max(rate for _, rate in rates)
+
+    def _count(self, field: int) -> None:
+        """One arrival (field 1) or one request served with a latency sample (field 2)."""
+        index = int(self._clock() / _BUCKET_S)
+        buckets = self._buckets
+        if not buckets or buckets[-1][0] != index:
+            buckets.append([index, 0, 0])
+            while buckets[0][0] <= index - self._n_buckets:
+                buckets.popleft()
+        buckets[-1][field] += 1
+
+    def _totals(self, buckets: int | None = None) -> tuple[int, int]:
+        """(arrived, served) over the last `buckets` buckets (default: load_span_s)."""
+        oldest = int(self._clock() / _BUCKET_S) - (buckets or self._n_buckets)
+        arrived = served = 0
+        for index, a, s in self._buckets:
+            if index > oldest:
+                arrived += a
+                served += s
+        return arrived, served
+
+    def overloaded(self) -> bool:
+        """More arrives than was recently served at normal latency (beyond 3 sigma of
+        counting noise), over load_span_s or, so a sudden burst is not let in whole before
+        the evidence is in, over its last quarter."""
+        served = self.served_rate()
+        if served is None:
+            return True  # nothing known yet: the limit is all there is
+        slack = self.config.load_slack
+        for buckets in (self._n_buckets, max(1, self._n_buckets // 4)):
+            expected = served * buckets * _BUCKET_S
+            if self._totals(buckets)[0] > slack * expected + 3 * math.sqrt(expected) + 2:
+                return True
+        return False
+
+    def _overloaded_now(self) -> bool:
+        """overloaded(), recomputed at most once per bucket (the admission path's view)."""
+        index = int(self._clock() / _BUCKET_S)
+        if self._evidence[0] != index:
+            self._evidence = (index, self.overloaded())
+        return self._evidence[1]
+
+    def _note_served_rate(self, now: float) -> None:
+        rate = self._totals()[1] / self.config.load_span_s
+        rates = self._served_rates
+        while rates and rates[-1][1] <= rate:
+            rates.pop()  # a newer, higher rate makes the older lower ones irrelevant
+        rates.append((now, rate))
+
     # -- admission ----------------------------------------------------------------------
     def try_acquire(self) -> bool:
-        """Take a slot if one is free right now (nobody queued ahead)."""
+        """One arrival: take a slot if one is free right now (nobody queued ahead), or, with
+        no overload evidence, any slot up to max_limit. False: queue or refuse it."""
+        self._count(1)
+        return self._try_take()
+
+    def _try_take(self) -> bool:
         if self.inflight == 0 and self._limit < self.config.initial_limit:
             self._reset_if_idle()
         if self.inflight < self.limit and not self._waiters:
             self._take()
             return True
+        if self.inflight < self.config.max_limit and self._inflight_is_served_load() \
+                and not self._overloaded_now():
+            # The same load as was served at normal latency: whatever made requests slower
+            # (a slow dependency), refusing would not help. max_limit still bounds it.
+            self._take()
+            return True
         return False
+
+    def _inflight_is_served_load(self) -> bool:
+        """Did the requests in flight arrive no faster than 2x the rate served normally?
+        A slow dependency piles up requests at the usual rate (in flight = rate x their
+        age); a burst piles them up faster, and is stopped at the limit at once instead of
+        after the arrival counts have caught up with it."""
+        served = self.served_rate()
+        admitted = self._admitted_at
+        if served is None or not admitted:
+            return False
+        oldest = admitted[-min(self.inflight, len(admitted))] if self.inflight else admitted[-1]
+        return self.inflight <= 2 * served * (self._clock() - oldest)
 
     def queue_room(self) -> int:
         """How many may wait: as many as the current pace serves within max_queue_s."""
@@ -119,8 +237,16 @@ class AdaptiveLimit:
         return min(self.limit, int(self.limit * cfg.max_queue_s / rtt))
 
     async def acquire(self) -> bool:
-        """A slot now, or after a bounded wait; False means refuse (429)."""
-        if self.try_acquire():
+        """One arrival: a slot now, or after a bounded wait; False means refuse (429)."""
+        return self.try_acquire() or await self.wait_for_slot()
+
+    def may_wait(self) -> bool:
+        """After try_acquire() said no: is there room to wait? No: refuse at once."""
+        return len(self._waiters) < self.queue_room()
+
+    async def wait_for_slot(self) -> bool:
+        """After try_acquire() said no: wait a bounded time for a slot; False: refuse."""
+        if self._try_take():
             return True
         if self.queued >= self.queue_room():
             return False
@@ -163,6 +289,7 @@ class AdaptiveLimit:
 
     def _take(self) -> None:
         self.inflight += 1
+        self._admitted_at.append(self._clock())
         if self.inflight > self._window_peak:
             self._window_peak = self.inflight
 
@@ -170,6 +297,7 @@ class AdaptiveLimit:
         """Give the slot back. `rtt_s`: the admitted request's latency (None: no sample);
         `epoch`: `self.epoch` when it was admitted."""
         if rtt_s is not None:
+            self._count(2)
             self._sample(rtt_s, self.epoch if epoch is None else epoch)
         if self.inflight == 1:
             self._last_done = self._clock()
@@ -207,7 +335,10 @@ class AdaptiveLimit:
                 self.long_rtt = short
                 self._schedule_probe(now)
             elif now >= self._next_probe:
-                self._start_probe(now)
+                if self.overloaded():
+                    self._start_probe(now)
+                else:  # no overload: a probe would only refuse requests for nothing
+                    self._schedule_probe(now)
 
     def _start_probe(self, now: float) -> None:
         self._probing, self._probe_started, self._probe_rtts = True, now, []
@@ -236,6 +367,13 @@ class AdaptiveLimit:
             if self.long_rtt is None:
                 self._schedule_probe(self._clock())
             self.long_rtt = short
+        if short <= cfg.tolerance * self.long_rtt:
+            self._note_served_rate(self._clock())
+        elif not self.overloaded():
+            # Slower at the same load: a dependency, not a queue. Hold the limit (and the
+            # no-load latency: at the same load a shrinking capacity looks alike, and taking
+            # its queue for the new normal would let the limit grow into it).
+            return
         if peak < self._limit / 2:
             # App-limited: the latency says nothing about this limit. Below the initial
             # limit it drifts back up, so a quiet gateway does not keep the small limit a
@@ -263,4 +401,5 @@ class AdaptiveLimit:
         return {"limit": self.limit, "inflight": self.inflight, "queued": self.queued,
                 "probing": self._probing, "sample_rtt_ms": ms(self.short_rtt),
                 "min_rtt_ms": ms(self.long_rtt), "min_limit": self.config.min_limit,
-                "max_limit": self.config.max_limit}
+                "max_limit": self.config.max_limit, "overloaded": self.overloaded(),
+                "served_rate": self.served_rate()}

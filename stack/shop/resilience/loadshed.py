@@ -5,6 +5,11 @@ overloaded gateway spends nothing on the requests it sheds and keeps latency for
 it admits. The limit is either static (`max_inflight`) or an `AdaptiveLimit`
 (shop/resilience/adaptive.py) that follows the admitted requests' latency and lets a few
 wait, for a bounded time, for a slot.
+
+The gateway wraps its whole FastAPI app in it (shop/gateway.py): a refusal never reaches
+FastAPI's dispatch, routing, the request metrics or the handlers. An admitted request's
+latency is a sample for the limit only when its answer says the work was done here and downstream
+(NOT_SAMPLED: a failure or fallback of a dependency says nothing about queueing).
 """
 
 from __future__ import annotations
@@ -21,6 +26,10 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# 202: an order recorded but failed (a dependency failed or timed out); 429: refused further
+# in (a full bulkhead); 5xx: a dependency or the deadline failed.
+NOT_SAMPLED = frozenset({202, 429, 500, 502, 503, 504})
 
 
 class LoadShedMiddleware:
@@ -40,12 +49,19 @@ class LoadShedMiddleware:
         self.exempt_paths = exempt_paths
         self.retry_after_s = retry_after_s
         self._inflight = 0
+        self._exact = frozenset(exempt_paths)
+        self._prefixes = tuple(p + "/" for p in exempt_paths)
         self._body = json.dumps(
             {
                 "error": "overloaded",
                 "detail": f"gateway is shedding load; retry after {retry_after_s} s",
             }
         ).encode()
+        self._headers = [
+            (b"content-type", b"application/json"),
+            (b"retry-after", str(retry_after_s).encode()),
+            (b"content-length", str(len(self._body)).encode()),
+        ]
 
     @property
     def inflight(self) -> int:
@@ -53,7 +69,7 @@ class LoadShedMiddleware:
 
     def _exempt(self, path: str) -> bool:
         # Health checks and scrapes must keep working exactly when the service is overloaded.
-        return any(path == p or path.startswith(p + "/") for p in self.exempt_paths)
+        return path in self._exact or path.startswith(self._prefixes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self._exempt(scope.get("path", "")):
@@ -75,27 +91,28 @@ class LoadShedMiddleware:
 
     async def _adaptive(self, scope: Scope, receive: Receive, send: Send,
                         limiter: AdaptiveLimit) -> None:
-        if not (limiter.try_acquire() or await limiter.acquire()):
+        if not limiter.try_acquire() and not (limiter.may_wait()
+                                                and await limiter.wait_for_slot()):
             if self.on_shed is not None:
                 self.on_shed()
             await self._reject(send)
             return
         start, epoch = time.perf_counter(), limiter.epoch
+        status = 500
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, capture)
         finally:
-            limiter.release(time.perf_counter() - start, epoch)
+            rtt = None if status in NOT_SAMPLED else time.perf_counter() - start
+            limiter.release(rtt, epoch)
 
     async def _reject(self, send: Send) -> None:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 429,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"retry-after", str(self.retry_after_s).encode()),
-                    (b"content-length", str(len(self._body)).encode()),
-                ],
-            }
-        )
+        await send({"type": "http.response.start", "status": 429,
+                    "headers": list(self._headers)})
         await send({"type": "http.response.body", "body": self._body})

@@ -43,6 +43,13 @@ class RetryPolicy:
     max_attempts: int = 3  # total tries including the first one
     base_delay_s: float = 0.05
     max_delay_s: float = 1.0
+    jitter: bool = True  # False: exactly base*2^(n-1) (capped); with base 0, immediate
+
+    def delay(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
+        """The backoff before retry `attempt` (1 = first retry)."""
+        if self.jitter:
+            return full_jitter_delay(attempt, self.base_delay_s, self.max_delay_s, rng)
+        return min(self.max_delay_s, self.base_delay_s * 2 ** min(attempt - 1, 62))
 
 
 class RetryBudget:
@@ -104,13 +111,15 @@ async def call_with_retry(
     deadline_remaining: Callable[[], float] | None = None,
     on_retry: Callable[[int, BaseException], None] | None = None,
     on_budget_exhausted: Callable[[], None] | None = None,
+    on_backoff: Callable[[float], None] | None = None,
 ) -> T:
     """Await fn(), retrying retryable failures; the last failure is re-raised unchanged.
 
     A retry happens only if: the error is retryable, attempts remain, the backoff delay
     ends before the deadline, and the budget grants it. The deadline is checked before the
     budget so a retry that could never happen does not use up budget. on_retry receives
-    the retry number (1 = first retry) and the error that caused it. Cancellation
+    the retry number (1 = first retry) and the error that caused it, on_backoff the
+    seconds it waits before that retry. Cancellation
     (a BaseException) is never caught.
     """
     if budget is not None:
@@ -122,7 +131,7 @@ async def call_with_retry(
         except Exception as exc:
             if not is_retryable(exc) or attempt >= policy.max_attempts:
                 raise
-            delay = full_jitter_delay(attempt, policy.base_delay_s, policy.max_delay_s, rng)
+            delay = policy.delay(attempt, rng)
             if deadline_remaining is not None and deadline_remaining() <= delay:
                 raise
             if budget is not None and not budget.try_spend():
@@ -131,5 +140,7 @@ async def call_with_retry(
                 raise
             if on_retry is not None:
                 on_retry(attempt, exc)
+            if on_backoff is not None:
+                on_backoff(delay)
         await sleep(delay)
         attempt += 1
