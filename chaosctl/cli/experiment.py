@@ -23,13 +23,15 @@ recovery watched for up to --recover-max. Traffic is chaosctl's load generator, 
 
 \b
 Configurations (stack/shop/settings.py knobs; differences from the paper noted):
-  A none: retries, breakers, bulkheads, shedding, idempotency off; timeouts 120 s
-  B retries: 4 attempts, no retry budget (backoff keeps the stack's full
-    jitter, 50 ms base: no knob makes retries immediate); timeouts 120 s
+  A none: retries, breakers, bulkheads, shedding, idempotency, outbox off
+    (orders notifies notifications in the request); timeouts 120 s
+  B retries: 4 attempts, immediate (no backoff, no jitter), no retry
+    budget; timeouts 120 s
   C B + per-hop timeouts (payments 2 s, inventory 2.5 s, budget 10 s)
-  D C + circuit breakers      E D + bulkheads + adaptive load shedding
-  F the stack's normal configuration: E + idempotency keys and its 30 %
-    retry budget; the outbox is on in every configuration (no knob)
+  D C + circuit breakers      E D + bulkheads + load shedding
+  F the stack's normal configuration: E + idempotency keys + the
+    transactional outbox, with the stack's own retries (jittered backoff,
+    30 % retry budget) instead of B's
 
 \b
 Scenarios (chaosctl faults):
@@ -45,7 +47,8 @@ Metrics (fault phase: requests SENT while the fault was on):
   success      201 completed orders / requests (202, 5xx, 429, no answer fail)
   P50/P95/P99  client latency of admitted requests (all but 429; no answer
                counts at the client timeout, 30 s; 15 s with --quick)
-  retry amp.   orders->payments calls sent / logical calls (sent - retries)
+  retry amp.   orders->payments calls sent / logical calls sent (sent -
+               retries sent)
   breaker open 1 s samples with any breaker not closed / samples (D-F)
   MTTR         fault end -> first second from which success >= 95 % holds
                for --hold (by send time); "not recovered" past --recover-max
@@ -62,7 +65,8 @@ reported; exit 130). A cell whose configuration collapses is a result, not an er
 
 --quick: configurations A and E, payment_errors and payment_slow, 10 orders/s, 15 s faults,
 5 s baselines, recovery up to 40 s: under 5 minutes on 2 cores. The full matrix (6 x 6
-cells, defaults) takes about 90 minutes. Reports: experiment-TIME.html (grouped bar charts
+cells) with --duration 40s --baseline 15s --recover-max 60s took 38 minutes here; at the
+defaults plan about 90 minutes. Reports: experiment-TIME.html (grouped bar charts
 per metric with the paper's figure marked, and the tables) and .json in --report.
 
 Exit 0 when every cell was measured and the stack restored, 1 when a cell could not be

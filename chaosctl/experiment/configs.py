@@ -20,10 +20,13 @@ _NO_TIMEOUTS = {
     "SHOP_TIMEOUT_INVENTORY_S": NO_TIMEOUT_S, "SHOP_TIMEOUT_NOTIFICATIONS_S": NO_TIMEOUT_S,
     "SHOP_REQUEST_BUDGET_S": NO_TIMEOUT_S,
 }
-# The paper's naive retries: 3 retries (4 attempts), no retry budget. The stack always backs
-# off with full jitter (50 ms base, 1 s cap): there is no knob for "immediate, no jitter".
+# The paper's naive retries: 3 retries (4 attempts), immediate (no backoff, no jitter), no
+# retry budget. B-E keep them; F is the stack's own policy (jittered backoff, 30 % budget).
 _PLAIN_RETRIES = {"SHOP_RETRIES": _ON, "SHOP_RETRY_MAX_ATTEMPTS": "4",
+                  "SHOP_RETRY_BACKOFF_S": "0", "SHOP_RETRY_JITTER": _OFF,
                   "SHOP_RETRY_BUDGET_RATIO": "1000", "SHOP_RETRY_BUDGET_FLOOR": "10000"}
+# A-E have no outbox: orders notifies notifications in the request, once, best effort.
+_NO_OUTBOX = {"SHOP_OUTBOX": _OFF}
 
 
 @dataclass(frozen=True)
@@ -37,28 +40,30 @@ class Config:
 
 CONFIGS: dict[str, Config] = {c.name: c for c in (
     Config("A", "none", {"SHOP_RETRIES": _OFF, "SHOP_BREAKERS": _OFF, "SHOP_BULKHEADS": _OFF,
-                         "SHOP_LOAD_SHEDDING": _OFF, "SHOP_IDEMPOTENCY": _OFF, **_NO_TIMEOUTS},
-           note=f"no retries, breakers, bulkheads, shedding or idempotency; timeouts "
+                         "SHOP_LOAD_SHEDDING": _OFF, "SHOP_IDEMPOTENCY": _OFF, **_NO_OUTBOX,
+                         **_NO_TIMEOUTS},
+           note=f"no retries, breakers, bulkheads, shedding, idempotency or outbox; timeouts "
                 f"{NO_TIMEOUT_S} s (none the client would notice)"),
     Config("B", "retries", {"SHOP_BREAKERS": _OFF, "SHOP_BULKHEADS": _OFF,
                             "SHOP_LOAD_SHEDDING": _OFF, "SHOP_IDEMPOTENCY": _OFF,
-                            **_PLAIN_RETRIES, **_NO_TIMEOUTS},
-           note="4 attempts, no retry budget; backoff keeps the stack's full jitter "
-                "(50 ms base, 1 s cap): no knob turns it off"),
+                            **_PLAIN_RETRIES, **_NO_OUTBOX, **_NO_TIMEOUTS},
+           note="4 attempts, immediate (no backoff, no jitter), no retry budget"),
     Config("C", "retries + timeouts", {"SHOP_BREAKERS": _OFF, "SHOP_BULKHEADS": _OFF,
                                        "SHOP_LOAD_SHEDDING": _OFF, "SHOP_IDEMPOTENCY": _OFF,
-                                       **_PLAIN_RETRIES},
+                                       **_PLAIN_RETRIES, **_NO_OUTBOX},
            note="B plus the stack's per-hop timeouts (payments 2 s, inventory 2.5 s, "
                 "orders 8 s, request budget 10 s)"),
     Config("D", "C + breakers", {"SHOP_BULKHEADS": _OFF, "SHOP_LOAD_SHEDDING": _OFF,
-                                 "SHOP_IDEMPOTENCY": _OFF, **_PLAIN_RETRIES},
+                                 "SHOP_IDEMPOTENCY": _OFF, **_PLAIN_RETRIES, **_NO_OUTBOX},
            breakers=True, note="C plus circuit breakers (50 % failures in 10 s, open 30 s)"),
-    Config("E", "D + bulkheads + shedding", {"SHOP_IDEMPOTENCY": _OFF, **_PLAIN_RETRIES},
-           breakers=True, note="D plus bulkheads (20 per downstream) and adaptive load "
-                               "shedding at the gateway"),
+    Config("E", "D + bulkheads + shedding", {"SHOP_IDEMPOTENCY": _OFF, **_PLAIN_RETRIES,
+                                             **_NO_OUTBOX},
+           breakers=True, note="D plus bulkheads (20 per downstream) and load shedding at "
+                               "the gateway"),
     Config("F", "E + idempotency + outbox", {}, breakers=True,
-           note="the stack's normal configuration: E plus idempotency keys, and its retry "
-                "budget (30 % of calls); the outbox is on in every configuration (no knob)"),
+           note="the stack's normal configuration: E plus idempotency keys and the "
+                "transactional outbox, with its own retry policy (jittered backoff from "
+                "50 ms, retry budget 30 % of calls) instead of B's immediate retries"),
 )}
 
 

@@ -44,11 +44,14 @@ class Counters:
 
     orders: float = 0.0  # orders handled by the orders service (orders_total)
     payment_calls: float = 0.0  # orders -> payments requests sent (downstream_requests_total)
-    payment_retries: float = 0.0  # of which retries (retry_attempts_total{downstream=payments})
+    payment_retries: float = 0.0  # of which retries (retry_requests_total{downstream=payments})
     bulkhead_rejections: float = 0.0
     load_shed: float = 0.0
     # orders -> payments call duration histogram: upper bound (s) -> cumulative count
     payment_buckets: dict[float, float] = field(default_factory=dict)
+    # False when orders' /metrics did not answer: its zeros would make a window's deltas
+    # wrong (a whole run's calls, or negative), so the metrics from it are None instead.
+    complete: bool = True
 
 
 def _pct(part: int, whole: int) -> float | None:
@@ -127,9 +130,14 @@ def histogram_quantile(before: Mapping[float, float], after: Mapping[float, floa
 
 
 def counter_metrics(before: Counters, after: Counters) -> dict[str, object]:
-    """Retry amplification is payments calls sent per logical payments call (sent minus
-    retries): both counted when a call goes out, so a window's edges cut them alike (orders
-    are counted when they finish, seconds later under a slow payment)."""
+    """Retry amplification is payments calls sent per logical payments call that went out
+    (sent minus retries sent): both counted when a call goes out, so a window's edges cut them
+    alike (orders are counted when they finish, seconds later under a slow payment). Retries
+    the stack decided on but never sent (breaker open, bulkhead full, deadline spent) are in
+    retry_attempts_total only; subtracting those inflated the ratio (25x under a slow
+    payment with breakers)."""
+    if not (before.complete and after.complete):
+        return {"raf": None, "bulkhead_rejection_pct": None, "payment_p95_ms": None}
     orders = after.orders - before.orders
     calls = after.payment_calls - before.payment_calls
     logical = calls - (after.payment_retries - before.payment_retries)

@@ -17,9 +17,11 @@ def _families(text: str):  # noqa: ANN202 - prometheus_client's own iterator typ
     return text_string_to_metric_families(text)
 
 
-def parse_counters(orders_text: str, gateway_text: str) -> Counters:
-    """Counters from the two /metrics pages (either may be "" when it did not answer)."""
-    counters = Counters()
+def parse_counters(orders_text: str | None, gateway_text: str | None) -> Counters:
+    """Counters from the two /metrics pages (None when it did not answer; without orders'
+    page the counters are marked incomplete)."""
+    counters = Counters(complete=orders_text is not None)
+    orders_text, gateway_text = orders_text or "", gateway_text or ""
     for family in _families(orders_text):
         for s in family.samples:
             if s.name == "orders_total":
@@ -27,7 +29,7 @@ def parse_counters(orders_text: str, gateway_text: str) -> Counters:
             elif s.name == "downstream_requests_total" and s.labels.get("to_service") == \
                     "payments":
                 counters.payment_calls += s.value
-            elif s.name == "retry_attempts_total" and s.labels.get("downstream") == "payments":
+            elif s.name == "retry_requests_total" and s.labels.get("downstream") == "payments":
                 counters.payment_retries += s.value
             elif s.name == "bulkhead_rejections_total":
                 counters.bulkhead_rejections += s.value
@@ -43,14 +45,23 @@ def parse_counters(orders_text: str, gateway_text: str) -> Counters:
     return counters
 
 
+READ_ATTEMPTS = 2  # an overloaded service may miss one 5 s read; a second try usually lands
+
+
 def read_counters(settings: Settings) -> Counters:
-    pages = []
-    with http_client(timeout=3.0) as client:
+    pages: list[str | None] = []
+    with http_client(timeout=5.0) as client:
         for service in ("orders", "gateway"):
-            try:
-                pages.append(client.get(settings.url(service) + "/metrics").text)
-            except httpx.HTTPError:
-                pages.append("")
+            page = None
+            for _ in range(READ_ATTEMPTS):
+                try:
+                    response = client.get(settings.url(service) + "/metrics")
+                except httpx.HTTPError:
+                    continue
+                if response.status_code == 200:
+                    page = response.text
+                    break
+            pages.append(page)
     return parse_counters(*pages)
 
 

@@ -60,3 +60,49 @@ def test_backend_gives_services_the_switches_and_nothing_else(
     assert "SHOP_RETRIES" not in LocalBackend(settings, {"SHOP_RETRIES": "0"})._env("redis", 0)
     with pytest.raises(InvalidInputError, match="only set SHOP_"):
         LocalBackend(settings, service_env={"PYTHONPATH": "/tmp/evil"})
+
+
+def test_progress_shows_cell_n_of_m_and_an_eta_from_the_run_so_far(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from rich.console import Console
+
+    from chaosctl.cli import experiment as cli_experiment
+    from chaosctl.events import Event
+    from chaosctl.experiment.runner import ExperimentOptions
+
+    clock = [1000.0]
+    monkeypatch.setattr(cli_experiment.time, "monotonic", lambda: clock[0])
+    opts = ExperimentOptions(configs=["A"], scenarios=["payment_errors"], duration_s=60,
+                             baseline_s=30, recover_max_s=60)
+    progress = cli_experiment._Progress(opts)
+    progress.console = Console(file=io.StringIO(), width=120)
+
+    def event(kind: str, **data: object) -> Event:
+        return Event(kind=kind, source="gameday", at=clock[0], subject="experiment", data=data)
+
+    with progress:
+        progress(event("cell_start", n=1, m=2, config="A", scenario="baseline",
+                       planned_s=opts.planned_s("baseline")))
+        clock[0] += 35.0  # the baseline as planned (3 + 30 + 2 s)
+        progress(event("cell_end", n=1, m=2, cell={
+            "config": "A", "scenario": "baseline", "status": "measured", "reason": None,
+            "metrics": {"success_pct": 100.0, "p95_ms": 50.0, "raf": 1.0}}))
+        progress(event("cell_start", n=2, m=2, config="A", scenario="payment_errors",
+                       planned_s=opts.planned_s("payment_errors")))
+        task = progress.progress.tasks[0]
+        assert task.description == "cell 2 of 2: A payment_errors"
+        # On plan so far: what is left is the second cell's plan, 1 + 60 + 60/3 + 2 = 83 s.
+        assert task.fields["eta"] == "1:23"
+        clock[0] += 35.0
+        progress(event("tick", phase="fault", t=35.0))
+        task = progress.progress.tasks[0]
+        assert task.description == "cell 2 of 2: A payment_errors (fault)"
+        assert task.fields["eta"] == "0:48"  # on plan: 118 - 70 s
+        clock[0] += 200.0  # the cell overruns: it counts as 95 % done, scaled by the pace
+        progress(event("tick", phase="recovery", t=235.0))
+        left = (118 - (35 + 0.95 * 83)) * 270 / (35 + 0.95 * 83)
+        assert progress.progress.tasks[0].fields["eta"] == f"0:{int(left):02d}"
+    assert "A baseline: success 100.0%, P95 50.0 ms, RAF 1.00x" in \
+        progress.console.file.getvalue()

@@ -121,6 +121,12 @@ def test_counter_metrics() -> None:
     m = counter_metrics(before, after)
     assert m == {"raf": 2.6, "bulkhead_rejection_pct": 25.0, "payment_p95_ms": 100.0}
     assert counter_metrics(after, after)["raf"] is None  # no call: no ratio
+    # orders' /metrics did not answer at one edge: no figure rather than a wrong one (its
+    # zeros would make the window's delta a whole run's calls, or negative).
+    unread = Counters(complete=False)
+    nothing = {"raf": None, "bulkhead_rejection_pct": None, "payment_p95_ms": None}
+    assert counter_metrics(unread, after) == nothing
+    assert counter_metrics(before, unread) == nothing
 
 
 def test_duplicates_and_difference() -> None:
@@ -145,9 +151,9 @@ orders_total{status="payment_failed"} 10.0
 # TYPE downstream_requests_total counter
 downstream_requests_total{to_service="payments"} 130.0
 downstream_requests_total{to_service="inventory"} 100.0
-# TYPE retry_attempts_total counter
-retry_attempts_total{downstream="payments"} 30.0
-retry_attempts_total{downstream="inventory"} 3.0
+# TYPE retry_requests_total counter
+retry_requests_total{downstream="payments"} 30.0
+retry_requests_total{downstream="inventory"} 3.0
 # TYPE bulkhead_rejections_total counter
 bulkhead_rejections_total{downstream="inventory"} 4.0
 # TYPE downstream_request_duration_seconds histogram
@@ -164,6 +170,8 @@ def test_parse_counters_reads_the_stacks_own_names() -> None:
             c.load_shed) == (100.0, 130.0, 30.0, 4.0, 7.0)
     assert c.payment_buckets == {0.1: 120.0, math.inf: 130.0}
     assert parse_counters("", "") == Counters()
+    assert parse_counters(None, "") == Counters(complete=False)
+    assert parse_counters(ORDERS_METRICS, None).complete  # shed is counted by the client
 
 
 @pytest.mark.parametrize("text", ["A,d , f", "a,A,D,F"])
