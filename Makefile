@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Extra pytest options, e.g. `make test PYTEST_ARGS='-x tests/unit'`.
 PYTEST_ARGS ?=
 
-.PHONY: help venv deps demo test test-fast test-slow test-docker test-all lint clean
+.PHONY: help venv deps demo test test-fast test-slow test-docker test-k8s test-all lint clean
 
 help:
 	@echo "make demo   install what is missing, bring the stack up, break it, watch it recover"
@@ -14,6 +14,7 @@ help:
 	@echo "make test-slow  the game days and incident rehearsals (pytest -m slow; CI runs both)"
 	@echo "make test-all   both"
 	@echo "make test-docker  the docker backend on a private dockerd (root; bash scripts/engines.sh first)"
+	@echo "make test-k8s  the kubernetes backend on a one-node cluster in a netns (root; scripts/engines.sh, scripts/k8s-build.sh)"
 	@echo "make deps   install redis-server and prometheus (apt-get) when missing"
 	@echo "make venv   create $(VENV) and install chaosctl with its dev extras"
 	@echo "make lint   ruff"
@@ -39,23 +40,29 @@ demo: deps venv
 # tests/docker (marked `docker` by its conftest.py) needs root and a private dockerd: only
 # `make test-docker` runs it, none of the other test targets.
 test: venv
-	$(BIN)/pytest -q -m "not slow and not docker" $(PYTEST_ARGS)
+	$(BIN)/pytest -q -m "not slow and not docker and not k8s" $(PYTEST_ARGS)
 
 # tests/e2e and tests/integration are marked `e2e` / `integration` by their conftest.py:
 # the fast subset leaves out everything that drives the CLI against a live stack.
 test-fast: venv
-	$(BIN)/pytest -q -m "not slow and not e2e and not docker" $(PYTEST_ARGS)
+	$(BIN)/pytest -q -m "not slow and not e2e and not docker and not k8s" $(PYTEST_ARGS)
 
 test-slow: venv
-	$(BIN)/pytest -q -m "slow and not docker" $(PYTEST_ARGS)
+	$(BIN)/pytest -q -m "slow and not docker and not k8s" $(PYTEST_ARGS)
 
 # A private dockerd per session (tests/docker/conftest.py); the first run builds the stack image
 # offline (debootstrap + wheels, cached under ~/.cache/chaosctl), about 6 minutes.
 test-docker: venv
-	$(BIN)/pytest -q -m docker tests/docker $(PYTEST_ARGS)
+	$(BIN)/pytest -q -m "docker and not k8s" tests/docker $(PYTEST_ARGS)
+
+# tests/k8s (marked `k8s` by its conftest.py): a one-node Kubernetes v1.20.2 (etcd, apiserver,
+# controller-manager, scheduler, kubelet, kube-proxy, dockerd) in a network namespace with only
+# loopback. Binaries from scripts/k8s-build.sh (built once, ~6-10 minutes, then cached).
+test-k8s: venv
+	$(BIN)/pytest -q -m k8s tests/k8s $(PYTEST_ARGS)
 
 test-all: venv
-	$(BIN)/pytest -q -m "not docker" $(PYTEST_ARGS)
+	$(BIN)/pytest -q -m "not docker and not k8s" $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check chaosctl tests benchmarks stack

@@ -55,6 +55,10 @@ class Settings:
     # Seconds a service or dependency has to become healthy during `stack up`.
     start_timeout: float = 60.0
     backend: str = "local"
+    # The kubernetes backend: kubeconfig file (else $KUBECONFIG, ~/.kube/config, in-cluster)
+    # and the namespace of the stack (else "chaosctl", the one stack/k8s names).
+    kubeconfig: str | None = None
+    namespace: str | None = None
 
     def __post_init__(self) -> None:
         values, problems = _checked({name: getattr(self, name) for name in FIELDS})
@@ -190,7 +194,8 @@ def _optional_str(value: Any) -> str | None:
 
 
 _CONVERT = {"home": _home, "host": _host, "database_url": _optional_str,
-            "start_timeout": _timeout, "backend": _str}
+            "start_timeout": _timeout, "backend": _str, "kubeconfig": _optional_str,
+            "namespace": _optional_str}
 
 
 def _checked(values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Install what the docker backend and its tests (tests/docker, `pytest -m docker`) need on a
+# Install what the docker and kubernetes backends' tests (tests/docker, tests/k8s) need on a
 # fresh Debian machine: Debian's Docker Engine (dockerd 20.10, containerd, runc), debootstrap
-# (the stack image's base is a bookworm rootfs built locally: no registry is reachable) and
-# Compose v1 (Debian docker-compose 1.29, for stack/compose.yaml). Idempotent: installs only
+# (the stack image's base is a bookworm rootfs built locally: no registry is reachable),
+# Compose v1 (Debian docker-compose 1.29, for stack/compose.yaml), and for the test cluster
+# etcd-server (the control plane's store), socat (`kubectl port-forward` through dockershim),
+# strace (the check that kubelet connects only to loopback), jq (the runc wrapper) and openssl
+# (its certificates). The Kubernetes binaries come from scripts/k8s-build.sh. Idempotent: installs only
 # what is missing. It never starts an engine: the tests start their own dockerd on a private
 # socket, and chaosctl uses whatever DOCKER_HOST names.
 set -euo pipefail
@@ -13,9 +16,14 @@ command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 command -v iptables >/dev/null 2>&1 || missing+=(iptables)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)  # the tests' engine picks a free subnet
+command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
+command -v socat >/dev/null 2>&1 || missing+=(socat)
+command -v strace >/dev/null 2>&1 || missing+=(strace)
+command -v jq >/dev/null 2>&1 || missing+=(jq)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "engines: dockerd, debootstrap and docker-compose are present"
+  echo "engines: dockerd, debootstrap, docker-compose, etcd, socat, strace, jq and openssl are present"
   exit 0
 fi
 echo "engines: missing: ${missing[*]}"

@@ -95,13 +95,22 @@ def stack_options(
         "--home", help="State directory (default: $CHAOSCTL_HOME or the user state dir).",
     )] = None,
     backend: Annotated[str | None, typer.Option(
-        "--backend", help="local (processes, the default) or docker (containers); same as "
-        "CHAOSCTL_BACKEND.")] = None,
+        "--backend", help="local (processes, the default), docker (containers) or kubernetes "
+        "(a cluster); same as CHAOSCTL_BACKEND.")] = None,
+    kubeconfig: Annotated[str | None, typer.Option(
+        "--kubeconfig", help="kubernetes backend: the kubeconfig file (default: "
+        "$CHAOSCTL_KUBECONFIG, $KUBECONFIG, ~/.kube/config, in-cluster).")] = None,
+    namespace: Annotated[str | None, typer.Option(
+        "--namespace", help="kubernetes backend: the stack's namespace (default: "
+        "$CHAOSCTL_NAMESPACE, else chaosctl).")] = None,
 ) -> None:
-    if backend:  # the environment, so chaos workers spawned from here use the same backend
-        import os
+    import os
 
-        os.environ["CHAOSCTL_BACKEND"] = backend
+    # The environment, so chaos workers spawned from here use the same backend and cluster.
+    for name, value in (("BACKEND", backend), ("KUBECONFIG", kubeconfig),
+                        ("NAMESPACE", namespace)):
+        if value:
+            os.environ[f"CHAOSCTL_{name}"] = value
     ctx.obj = {"home": home}
 
 

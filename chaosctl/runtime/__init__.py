@@ -1,7 +1,7 @@
 """Runtime backends behind one interface; `get_backend` picks one by name.
 
-Only `local` (plain processes on this machine) exists so far; a backend module is imported
-only when chosen, so adding one never slows the others down.
+`local` (plain processes), `docker` (containers) and `kubernetes` (a cluster); a backend
+module is imported only when chosen, so adding one never slows the others down.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from chaosctl.runtime.base import Backend
 BACKENDS: dict[str, str] = {
     "local": "chaosctl.runtime.local:LocalBackend",
     "docker": "chaosctl.runtime.docker:DockerBackend",
+    "kubernetes": "chaosctl.runtime.kubernetes:KubernetesBackend",
 }
 
 

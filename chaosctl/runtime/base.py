@@ -7,13 +7,18 @@ new way of running the stack (containers, a remote host) is one more subclass.
 from __future__ import annotations
 
 import abc
+import os
+import secrets
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chaosctl.domain import SERVICES
 from chaosctl.errors import InvalidInputError, UnknownServiceError
 from chaosctl.events import Event, EventBus, Listener
+
+if TYPE_CHECKING:
+    from chaosctl.config import Settings
 
 # Processes that are not shop services but belong to the stack all the same.
 INFRA: tuple[str, ...] = ("redis", "prometheus")
@@ -112,6 +117,24 @@ class Backend(abc.ABC):
     """
 
     name: str = "abstract"
+    settings: Settings
+
+    def _admin_token(self) -> str:
+        """The stack's admin token: CHAOSCTL_ADMIN_TOKEN or the home's token file, which is
+        created (0600, a new random token) the first time a stack is set up there."""
+        token = self.settings.admin_token()
+        if token:
+            return token
+        path = self.settings.admin_token_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another chaosctl wrote it just now (or it is empty)
+            return path.read_text().strip()
+        token = secrets.token_urlsafe(32)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(token + "\n")
+        return token
 
     @property
     def events(self) -> EventBus:

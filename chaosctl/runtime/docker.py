@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import queue
-import secrets
 import shutil
 import threading
 import time
@@ -400,18 +399,6 @@ class DockerBackend(Backend):
         if self.settings.database_url:
             env["DATABASE_URL"] = self.settings.database_url
         return env
-
-    def _admin_token(self) -> str:
-        token = self.settings.admin_token()
-        if token:
-            return token
-        path = self.settings.admin_token_file
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            token = secrets.token_urlsafe(32)
-            fh.write(token + "\n")
-        return token
 
     # -- readiness -----------------------------------------------------------------------------
     def _wait_ready(self, containers: list[Container], on_ready: ReadyCallback | None) -> None:

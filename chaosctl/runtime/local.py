@@ -11,7 +11,6 @@ from __future__ import annotations
 import fcntl
 import functools
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -301,7 +300,7 @@ class LocalBackend(Backend):
             os.environ, stack=stack_dir(), urls={svc: s.url(svc) for svc in SERVICES},
             redis_url=s.redis_url, data_dir=self.home / "data",
             # The CLI sends settings.admin_token() (CHAOSCTL_ADMIN_TOKEN first): same here.
-            admin_token=s.admin_token() or self._token_file().read_text().strip(),
+            admin_token=self._admin_token(),
             metrics_dir=self.home / "metrics" / name, replica=replica,
             database_url=s.database_url) | self.service_env
 
@@ -384,7 +383,7 @@ class LocalBackend(Backend):
     def _prepare(self, fresh: bool) -> None:
         for sub in ("data", "logs", "redis", "run", "prometheus/data"):
             (self.home / sub).mkdir(parents=True, exist_ok=True)
-        self._token_file()
+        self._admin_token()
         write_prometheus_config(self.settings, stack_dir() / "prometheus" / "rules",
                                 self.home / "prometheus" / "prometheus.yml")
         for svc in SERVICES:
@@ -392,15 +391,6 @@ class LocalBackend(Backend):
             if fresh:  # dead processes' metric files would otherwise be summed in
                 shutil.rmtree(mdir, ignore_errors=True)
             mdir.mkdir(parents=True, exist_ok=True)
-
-    def _token_file(self) -> Path:
-        path = self.settings.admin_token_file
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(secrets.token_urlsafe(32) + "\n")
-        return path
 
     # -- preflight -----------------------------------------------------------------------------
     def _check_binaries(self) -> None:

@@ -119,7 +119,7 @@ def test_read_logs_tail_and_prefix(tmp_path: Path) -> None:
 
 
 def test_factory_rejects_unknown_backend_listing_valid_names(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="valid backends: docker, local"):
+    with pytest.raises(ConfigError, match="valid backends: docker, kubernetes, local"):
         get_backend(Settings(home=tmp_path, backend="nomad"))
     assert get_backend(Settings(home=tmp_path)).name == "local"
 
