@@ -25,10 +25,17 @@ def redis_client(stack: Any) -> redis.Redis:
 
 
 def chaos_keys(stack: Any) -> dict[str, tuple[str, int]]:
-    """{key: (value, ttl)} of every chaos key that is set."""
+    """{key: (value, ttl)} of every chaos key that is set. Value and TTL are read in one
+    MULTI/EXEC, so a key with a short TTL cannot expire between its GET and its TTL (-2)."""
     client = redis_client(stack)
     try:
-        return {k: (v, client.ttl(k)) for k in CHAOS_KEYS if (v := client.get(k)) is not None}
+        pipe = client.pipeline(transaction=True)
+        for k in CHAOS_KEYS:
+            pipe.get(k)
+            pipe.ttl(k)
+        answers = pipe.execute()
+        return {k: (v, ttl) for k, v, ttl in zip(CHAOS_KEYS, answers[::2], answers[1::2],
+                                                 strict=True) if v is not None}
     finally:
         client.close()
 

@@ -4,9 +4,10 @@ No cluster DNS image can be had here (no registry), yet manifests meant for real
 each other `http://orders:8001`. This answers, over UDP, the A queries a pod's resolver makes
 for `NAME.NAMESPACE.svc.CLUSTER_DOMAIN` by reading the Service from the API server; anything
 else gets NXDOMAIN (there is no upstream: nothing leaves the machine). AAAA for a known name
-is an empty NOERROR, so resolvers do not give up on the name. Standard library only: it runs
-with any python3, inside the cluster's network namespace (tests/k8s/cluster.py starts it on the
-docker0 gateway address that kubelet passes to pods as `--cluster-dns`).
+is an empty NOERROR, so resolvers do not give up on the name. The wire format is dnslib's
+(a dev dependency); it runs with the venv's python, inside the cluster's network namespace
+(tests/k8s/cluster.py starts it on the docker0 gateway address that kubelet passes to pods as
+`--cluster-dns`).
 
     python3 cluster_dns.py --listen 172.17.0.1:53 --api https://127.0.0.1:6443 \
         --ca CA.crt --token-file TOKEN [--domain cluster.local]
@@ -18,14 +19,14 @@ import argparse
 import json
 import socket
 import ssl
-import struct
 import time
 import urllib.error
 import urllib.request
 
+from dnslib import CLASS, QTYPE, RCODE, RR, DNSError, DNSHeader, DNSRecord
+from dnslib import A as dns_a
+
 TTL = 5
-A, AAAA, IN = 1, 28, 1
-NOERROR, FORMERR, NXDOMAIN = 0, 1, 3
 
 
 class Resolver:
@@ -71,43 +72,31 @@ class Resolver:
         return addresses
 
 
-def _question(packet: bytes) -> tuple[str, int, int, int]:
-    """(name, qtype, qclass, offset after the question) of the first question."""
-    labels, pos = [], 12
-    while True:
-        length = packet[pos]
-        if length == 0:
-            pos += 1
-            break
-        if length & 0xC0:
-            raise ValueError("compressed name in a question")
-        labels.append(packet[pos + 1: pos + 1 + length].decode("ascii", "replace"))
-        pos += 1 + length
-    qtype, qclass = struct.unpack("!HH", packet[pos: pos + 4])
-    return ".".join(labels).lower(), qtype, qclass, pos + 4
-
-
 def answer(packet: bytes, resolver: Resolver) -> bytes:
-    ident, flags = struct.unpack("!HH", packet[:4])
-    rd = flags & 0x0100
+    """The reply to one query packet (dnslib does the wire format): A records for a known
+    name, an empty NOERROR for its other types, NXDOMAIN for anything else, FORMERR for
+    a packet that does not parse."""
     try:
-        name, qtype, qclass, end = _question(packet)
-    except (IndexError, ValueError, struct.error):
-        return struct.pack("!HHHHHH", ident, 0x8000 | rd | FORMERR, 0, 0, 0, 0)
-    question = packet[12:end]
+        query = DNSRecord.parse(packet)
+    except DNSError:
+        ident = int.from_bytes(packet[:2], "big")
+        return DNSRecord(DNSHeader(id=ident, qr=1, rcode=RCODE.FORMERR)).pack()
+    reply = query.reply()  # QR and AA set, RD copied, the question echoed
+    if not query.questions:
+        reply.header.rcode = RCODE.FORMERR
+        return reply.pack()
+    q = query.q
+    name = str(q.qname).rstrip(".").lower()
     try:
-        addresses = resolver.lookup(name) if qclass == IN else None
+        addresses = resolver.lookup(name) if q.qclass == CLASS.IN else None
     except (OSError, urllib.error.URLError, ValueError):
         addresses = None
-    rcode = NXDOMAIN if addresses is None else NOERROR
-    records = b""
-    count = 0
-    if addresses and qtype == A:
+    if addresses is None:
+        reply.header.rcode = RCODE.NXDOMAIN
+    elif q.qtype == QTYPE.A:
         for ip in addresses:
-            records += struct.pack("!HHHIH", 0xC00C, A, IN, TTL, 4) + socket.inet_aton(ip)
-            count += 1
-    header = struct.pack("!HHHHHH", ident, 0x8000 | 0x0400 | rd | rcode, 1, count, 0, 0)
-    return header + question + records
+            reply.add_answer(RR(q.qname, QTYPE.A, rdata=dns_a(ip), ttl=TTL))
+    return reply.pack()
 
 
 def serve(listen: str, resolver: Resolver) -> None:
