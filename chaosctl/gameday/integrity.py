@@ -61,6 +61,25 @@ def _engines(settings: Settings) -> _Engines:
                       for name in ("orders", "payments", "inventory", "notifications")))
 
 
+def unreadable(settings: Settings) -> str | None:
+    """Why the databases cannot be read from here (None when they can, as far as files go):
+    the integrity check must never run against an empty database it created itself."""
+    if settings.database_url:
+        return None  # one PostgreSQL: a connection failure fails the check, saying why
+    data = settings.home / "data"
+    missing = [f"{name}.db" for name in ("orders", "payments", "inventory", "notifications")
+               if not (data / f"{name}.db").is_file()]
+    if not missing:
+        return None
+    return (f"the game day checks integrity in the stack's databases and cannot read them: "
+            f"{', '.join(missing)} not in {data}. On the {settings.backend} backend "
+            + ("the services' SQLite files live in the cluster's volume, out of chaosctl's "
+               "reach: run the stack on PostgreSQL (CHAOSCTL_DATABASE_URL, a database both the "
+               "services and chaosctl reach) or the game day on the local or docker backend"
+               if settings.backend == "kubernetes" else
+               "they are created when the services start: is this the stack's CHAOSCTL_HOME?"))
+
+
 def wait_outbox_drained(settings: Settings, timeout_s: float = 60.0) -> int:
     """Poll the orders service until no outbox event is pending; returns what is left."""
     deadline = time.monotonic() + timeout_s

@@ -158,6 +158,9 @@ class GameDay:
             raise PreflightError("preflight failed, the game day did not start: "
                                  + "; ".join(report.problems[:6])
                                  + " (fix these, or `chaosctl chaos clear --all` for chaos)")
+        problem = integrity.unreadable(self.settings)
+        if problem:
+            raise PreflightError(f"preflight failed: {problem}")
         from chaosctl.chaos.status import collect
 
         status = collect(self.settings)

@@ -33,6 +33,7 @@ from chaosctl.runtime.k8s_manifests import NAME_LABEL, PART_OF
 LOG = logging.getLogger("chaosctl.k8s_forward")
 POD_CACHE_S = 0.5  # how long a pod list is reused before the next connection lists again
 CHUNK = 65536
+MAX_CONNECTIONS = 256  # open connections relayed at once, every port together
 
 
 def pod_is_ready(pod: Any) -> bool:
@@ -106,7 +107,8 @@ def relay(client: socket.socket, remote: Any) -> None:
         sel.close()
 
 
-def handle(cluster: Cluster, picker: PodPicker, port: int, client: socket.socket) -> None:
+def handle(cluster: Cluster, picker: PodPicker, port: int, client: socket.socket,
+           slots: threading.BoundedSemaphore | None = None) -> None:
     pod = None
     try:
         for _ in range(2):  # a pod deleted since the last list: try another one once
@@ -133,6 +135,8 @@ def handle(cluster: Cluster, picker: PodPicker, port: int, client: socket.socket
     finally:
         with contextlib.suppress(OSError):
             client.close()
+        if slots is not None:
+            slots.release()
 
 
 def serve(settings: Settings) -> None:
@@ -148,13 +152,18 @@ def serve(settings: Settings) -> None:
         f"{settings.host}:{settings.port(n)}->{n}:{CONTAINER_PORTS[n]}" for n, _ in listeners),
         cluster.namespace, cluster.server)
 
+    # One thread per open connection, MAX_CONNECTIONS at most over all ports: past that,
+    # accept waits (new connections queue in the listen backlog) until one closes.
+    slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
     def accept(name: str, sock: socket.socket) -> None:
         picker = PodPicker(cluster, name)
         while True:
+            slots.acquire()
             client, _ = sock.accept()
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             threading.Thread(target=handle, args=(cluster, picker, CONTAINER_PORTS[name],
-                                                  client), daemon=True).start()
+                                                  client, slots), daemon=True).start()
 
     threads = [threading.Thread(target=accept, args=item, daemon=True) for item in listeners]
     for t in threads:

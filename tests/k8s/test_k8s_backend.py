@@ -206,6 +206,11 @@ def test_the_runbook_on_kubernetes(stack: Stack) -> None:
     stack.healthy()
     logs = stack.ok("stack", "logs", "orders", "--tail", "5")
     assert logs.returncode == 0
+    # game-day: refused at preflight, before any traffic, saying why: its integrity check
+    # (double charges, lost orders) reads the databases, here SQLite in the cluster's volume
+    refused = stack.cli("game-day", "service-crash")
+    said = refused.stdout + refused.stderr
+    assert refused.returncode != 0 and "cluster's volume" in said and "Traceback" not in said
 
     stack.ok("stack", "down", "--purge")
     left = stack.admin("get", "deployments,pods,services,configmaps,secrets,pvc,"
