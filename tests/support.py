@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
+import subprocess
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -61,3 +63,14 @@ def mark_directory(items: Iterable[pytest.Item], directory: Path, marker: str) -
     for item in items:
         if directory in item.path.parents:
             item.add_marker(mark)
+
+
+def iptables_rules() -> str:
+    """The host's iptables rules (every table) as iptables-save prints them, without the
+    timestamp comments and the chains' packet counters: two snapshots compare equal when
+    the rules are the same. "" when iptables-save is not installed."""
+    if shutil.which("iptables-save") is None:
+        return ""
+    out = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+    return "\n".join(line.split(" [")[0] for line in out.splitlines()
+                     if not line.startswith("#"))

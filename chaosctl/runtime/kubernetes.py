@@ -185,7 +185,10 @@ class KubernetesBackend(Backend):
         # Service does: a Ready pod shows its service's answer, a running one that is not
         # Ready (its /health failing) "unreachable", like a replica the Service skips.
         if self.forwarder.record() is not None:
-            health = self._health(sorted({e.name for e, ready in entries if ready}))
+            # each probe opens a port-forward first: PROBE_TIMEOUT_S, not the usual 1 s
+            health = probes.health_of(self.settings,
+                                      sorted({e.name for e, ready in entries if ready}),
+                                      PROBE_TIMEOUT_S)
             for e, ready in entries:
                 if ready:
                     e.health = health[e.name]
@@ -390,27 +393,6 @@ class KubernetesBackend(Backend):
         core = self.cluster.core()
         return list(self._call("list", "pods", core.list_namespaced_pod, self.namespace,
                                label_selector=selector).items)
-
-    def _health(self, names: list[str]) -> dict[str, str]:
-        """probes.health_of with PROBE_TIMEOUT_S: each probe opens a port-forward first."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        s = self.settings
-
-        def probe(name: str) -> str:
-            if name == "redis":
-                return "ok" if probes.redis_ping(s.host, s.redis_port, PROBE_TIMEOUT_S) \
-                    else "down"
-            if name == "prometheus":
-                return "ok" if probes.prometheus_ready(s.prometheus_url, PROBE_TIMEOUT_S) \
-                    else "down"
-            body = probes.service_health(s.url(name), PROBE_TIMEOUT_S)
-            return str(body.get("status", "down")) if body else HEALTH_UNREACHABLE
-
-        if not names:
-            return {}
-        with ThreadPoolExecutor(max_workers=len(names)) as pool:
-            return dict(zip(names, pool.map(probe, names), strict=True))
 
     def _pod_names(self, service: str | None) -> set[str]:
         return {p.metadata.name for p in self._pods(service)}

@@ -39,18 +39,19 @@ def prometheus_ready(base_url: str, timeout: float = 1.0) -> bool:
     return answer is not None and answer[0] == 200
 
 
-def health_of(settings: Settings, names: list[str]) -> dict[str, str]:
+def health_of(settings: Settings, names: list[str], timeout: float = 1.0) -> dict[str, str]:
     """Health of each named process, probed concurrently (a paused one costs one timeout).
 
     redis/prometheus: "ok" or "down"; services: their /health status, or "unreachable".
+    `timeout` per probe: longer where each connection is set up first (a port-forward).
     """
 
     def probe(name: str) -> str:
         if name == "redis":
-            return "ok" if redis_ping(settings.host, settings.redis_port) else "down"
+            return "ok" if redis_ping(settings.host, settings.redis_port, timeout) else "down"
         if name == "prometheus":
-            return "ok" if prometheus_ready(settings.prometheus_url) else "down"
-        body = service_health(settings.url(name))
+            return "ok" if prometheus_ready(settings.prometheus_url, timeout) else "down"
+        body = service_health(settings.url(name), timeout)
         return str(body.get("status", "down")) if body else HEALTH_UNREACHABLE
 
     if not names:

@@ -29,6 +29,8 @@ import urllib.error
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support import iptables_rules
+
 SYSCTLS = ("/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv4/conf/all/route_localnet")
 
 
@@ -38,15 +40,6 @@ class EngineStartError(RuntimeError):
 
 def _links() -> set[str]:
     return {p.name for p in Path("/sys/class/net").iterdir()}
-
-
-def _iptables() -> str:
-    if shutil.which("iptables-save") is None:
-        return ""
-    out = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
-    # Without the comments (timestamps) and the packet counters of each chain.
-    return "\n".join(line.split(" [")[0] for line in out.splitlines()
-                     if not line.startswith("#"))
 
 
 def _mounts_under(path: Path) -> list[str]:
@@ -84,7 +77,7 @@ class MachineState:
 
     @classmethod
     def now(cls) -> MachineState:
-        return cls(_links(), _iptables(), {p: Path(p).read_text() for p in SYSCTLS})
+        return cls(_links(), iptables_rules(), {p: Path(p).read_text() for p in SYSCTLS})
 
 
 @dataclass
@@ -200,7 +193,7 @@ class PrivateEngine:
             if Path(path).read_text() != value:
                 Path(path).write_text(value)
                 self.problems.append(f"restored {path} to {value.strip()}")
-        if _iptables() != self.before.iptables:
+        if iptables_rules() != self.before.iptables:
             self.problems.append("iptables rules differ from before the engine started")
 
 

@@ -8,10 +8,10 @@ should move; the teardown proves it. Other engineers' or tests' own activity on 
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from tests.support import iptables_rules
 
 # net.* of the host's netns (dockerd and kube-proxy set these inside the cluster's netns), and
 # the global ones kubelet would rewrite at start (it sees private copies: cluster.py).
@@ -26,15 +26,6 @@ SYSCTLS = (
 PATHS = ("/var/lib/kubelet", "/var/log/pods", "/var/log/containers", "/var/lib/dockershim",
          "/var/run/dockershim.sock", "/etc/kubernetes", "/etc/cni", "/opt/cni",
          "/tmp/hostpath_pv")
-
-
-def _iptables() -> str:
-    if shutil.which("iptables-save") is None:
-        return ""
-    out = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
-    # without the timestamp comments and the chains' packet counters
-    return "\n".join(line.split(" [")[0] for line in out.splitlines()
-                     if not line.startswith("#"))
 
 
 def _sysctl(name: str) -> str:
@@ -68,7 +59,7 @@ class HostState:
     def now(cls) -> HostState:
         netns_dir = Path("/run/netns")
         return cls(
-            iptables=_iptables(),
+            iptables=iptables_rules(),
             links=sorted(p.name for p in Path("/sys/class/net").iterdir()),
             mounts=_mounts(),
             sysctls={name: _sysctl(name) for name in SYSCTLS},
