@@ -172,8 +172,12 @@ def chaos_router(store: ChaosStore, settings: ShopSettings) -> APIRouter:
                            "cannot write chaos keys: Redis is unreachable; nothing was set"
                            ) from exc
 
-    router.add_api_route("/chaos/config", set_config, methods=["POST", "PUT"],
-                         responses=error_responses(401, 403, 503))
+    # One route per method: FastAPI names a route's operationId after the first element of
+    # its method *set*, so one POST+PUT route gave both operations the same id, taken from
+    # whichever method the hash seed put first (a different OpenAPI document per run).
+    for method in ("POST", "PUT"):
+        router.add_api_route("/chaos/config", set_config, methods=[method],
+                             responses=error_responses(401, 403, 503))
 
     @router.delete("/chaos/config", responses=error_responses(401, 403, 503))
     async def clear(request: Request, fault: str | None = None) -> dict:

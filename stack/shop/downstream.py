@@ -111,7 +111,7 @@ class Downstream:
             timeout = deadline.hop_timeout(self.timeout_s)
         except DeadlineExceededError:
             if permit is not None:
-                permit.success()  # not the downstream's fault; release a probe slot
+                permit.release()  # nothing was sent: no outcome; a probe slot is freed
             raise
         try:
             if self.settings.bulkheads:
@@ -123,7 +123,10 @@ class Downstream:
                                             trace)
         except BulkheadFullError:
             if permit is not None:
-                permit.success()  # rejected locally; the downstream did not fail
+                # Refused locally: neither a success nor a failure of the downstream. Counted
+                # as a success, a full bulkhead diluted the failure rate and kept the breaker
+                # closed (inventory_lock).
+                permit.release()
             metrics.bulkhead_rejections_total.labels(self.name).inc()
             metrics.downstream_errors_total.labels(self.name, "bulkhead_full").inc()
             raise

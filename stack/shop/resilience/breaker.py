@@ -4,7 +4,9 @@ CLOSED records outcomes in a sliding window and opens when the failure rate reac
 threshold (never on fewer than `minimum_calls` calls). OPEN rejects everything for
 `open_duration_s`, then HALF_OPEN hands out exactly `half_open_probes` permits: all succeed
 -> CLOSED with a fresh window, any fails -> OPEN again, any unresolved for `probe_timeout_s`
--> OPEN (a hung probe must not wedge the breaker half-open forever).
+-> OPEN (a hung probe must not wedge the breaker half-open forever). A permit released
+without an outcome (the call never reached the downstream) counts nothing and, if it was a
+probe, gives its slot back.
 
 One threading.Lock guards all state, so the probe limit holds for threads and for asyncio
 tasks alike; the state-change callback runs after the lock is released so it may read the
@@ -56,7 +58,10 @@ class BreakerConfig:
 
 
 class Permit:
-    """Leave to make one call; report its outcome exactly once (later reports are ignored).
+    """Leave to make one call; resolve it exactly once (later resolutions are ignored):
+    `success()` / `failure()` when the downstream answered (or failed to), `release()` when
+    the call was never sent (refused locally, or no time left), so it says nothing about
+    the downstream.
 
     A permit remembers the breaker epoch it was issued in, so an outcome that arrives after
     the breaker has moved on (e.g. a slow call finishing after the breaker opened, or a
@@ -81,7 +86,12 @@ class Permit:
     def failure(self) -> None:
         self._resolve(ok=False)
 
-    def _resolve(self, ok: bool) -> None:
+    def release(self) -> None:
+        """Resolve without an outcome: the window's counts and the state stay as they are;
+        a half-open probe's slot is freed and may be handed out again."""
+        self._resolve(ok=None)
+
+    def _resolve(self, ok: bool | None) -> None:
         # The flag is checked and set under the breaker's lock: two threads reporting the
         # same permit must still count once.
         self._breaker._record(self, ok)
@@ -172,7 +182,7 @@ class CircuitBreaker:
 
     # -- internals (call with the lock held unless noted) --------------------------------
 
-    def _record(self, permit: Permit, ok: bool) -> None:
+    def _record(self, permit: Permit, ok: bool | None) -> None:
         changes: list[BreakerState] = []
         with self._lock:
             if permit._done:
@@ -180,7 +190,9 @@ class CircuitBreaker:
             permit._done = True
             self._advance_time(changes)
             if permit._epoch == self._epoch:
-                if permit._probe_id is None:
+                if ok is None:
+                    self._release(permit._probe_id)
+                elif permit._probe_id is None:
                     self._record_closed(ok, changes)
                 else:
                     self._record_probe(permit._probe_id, ok, changes)
@@ -199,6 +211,13 @@ class CircuitBreaker:
             and totals["failure"] / calls >= self.config.failure_rate_threshold
         ):
             self._transition(BreakerState.OPEN, changes)
+
+    def _release(self, probe_id: int | None) -> None:
+        # Only a probe of the current half-open period holds something to give back.
+        if probe_id is None or self._state is not BreakerState.HALF_OPEN:
+            return
+        if self._probes_outstanding.pop(probe_id, None) is not None:
+            self._probes_issued -= 1
 
     def _record_probe(self, probe_id: int, ok: bool, changes: list[BreakerState]) -> None:
         if self._state is not BreakerState.HALF_OPEN:
