@@ -22,6 +22,14 @@ so the offered load is the client's and the capacity the stack's:
    with the gateway's `gateway_concurrency_limit`.
 
 Every figure is printed next to its ratio to the same run's baseline (capacity, unloaded p99).
+Each overload phase is judged whole and again without its first --settle-s seconds (the
+limit's reaction time), so the onset and the held state are both visible.
+
+On a machine shared with other work, `--nice -10` (root) runs the stack and this client at a
+higher priority, so other processes decide less of the figures; `--gateway-cpus` puts the
+gateway on CPUs of its own (e.g. the client's), as on its own host.
+
+    .venv/bin/python benchmarks/overload.py --refusal-cost   # CPU of one 429, two ways
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ import asyncio
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -128,11 +137,21 @@ async def measure(gateway: str, args: argparse.Namespace) -> dict:
     def judged(rows: list[Result], t0: float, start: float, end: float, offered: float,
                cpu_s: float) -> dict:
         s = summary(rows, t0, start, end)
+        # The same phase without its first --settle-s: what the limit holds once it has
+        # reacted (the whole phase includes the onset, when it had not yet).
+        settled = summary(rows, t0, min(start + args.settle_s, end), end)
         return {**s, "offered_rps": round(offered, 1), "sent_rps": sent_rate(rows, t0, start, end),
                 "client_cpu_us_per_request": round(cpu_s / max(len(rows), 1) * 1e6, 1),
                 "goodput_vs_capacity": round(s["goodput"] / capacity, 2),
                 "admitted_p99_vs_unloaded": None if s["admitted_p99_ms"] is None
-                else round(s["admitted_p99_ms"] / base_p99, 2)}
+                else round(s["admitted_p99_ms"] / base_p99, 2),
+                "settled": {"from_s": args.settle_s, "goodput": settled["goodput"],
+                            "goodput_vs_capacity": round(settled["goodput"] / capacity, 2),
+                            "admitted_p99_ms": settled["admitted_p99_ms"],
+                            "admitted_p99_vs_unloaded": None
+                            if settled["admitted_p99_ms"] is None
+                            else round(settled["admitted_p99_ms"] / base_p99, 2),
+                            "refusal_p99_ms": settled["refusal_p99_ms"]}}
 
     phases = {}
     for factor in (3, 10):
@@ -235,20 +254,104 @@ def refusal_cost(rounds: int = 5, n: int = 20_000) -> dict:
     return result
 
 
+def _proc_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def socket_refusal_cost(rounds: int = 5, rate: float = 3000.0, seconds: float = 2.0,
+                        gateway_cpus: set[int] | None = None,
+                        client_cpus: set[int] | None = None) -> dict:
+    """CPU of one refusal over real sockets, read from /proc: two gateway processes whose
+    one slot (SHOP_ADAPTIVE_LIMIT=0, SHOP_MAX_INFLIGHT=1) is held by an order sent to an
+    "orders" that accepts and never answers, each offered `rate` x `seconds` orders by the
+    raw client; one refuses in its HTTP protocol (SHOP_EARLY_SHED=1, the default), the
+    other through uvicorn's request cycle and the ASGI middleware (SHOP_EARLY_SHED=0).
+    Rounds alternate between the two; medians of `rounds`, in microseconds per refusal."""
+    import socket
+    import statistics
+
+    from tests.integration.shopstack import ShopStack
+
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(64)  # the kernel completes handshakes; nothing ever reads or answers
+    stack = ShopStack(Path(tempfile.mkdtemp(prefix="bench-refusal-")))
+    stack.start()
+    try:
+        gateways = {}
+        for early in ("1", "0"):
+            env = {"SHOP_ADAPTIVE_LIMIT": "0", "SHOP_MAX_INFLIGHT": "1",
+                   "SHOP_EARLY_SHED": early,
+                   "SHOP_ORDERS_URL": f"http://127.0.0.1:{hole.getsockname()[1]}"}
+            proc, port = stack.spawn("gateway", env=env, tag=f"gateway-early{early}")
+            gateways["early" if early == "1" else "through_the_app"] = (proc, port)
+        if gateway_cpus and client_cpus:
+            for proc, _ in gateways.values():
+                pin_pid(proc.pid, gateway_cpus)
+            os.sched_setaffinity(0, client_cpus)
+        out: dict[str, list[float]] = {name: [] for name in gateways}
+        statuses: dict[str, dict[int, int]] = {name: {} for name in gateways}
+
+        async def one(name: str, port: int, pid: int) -> None:
+            url = f"http://127.0.0.1:{port}"
+            holder = RawLoad(url, connections=1)
+            hold = asyncio.ensure_future(holder.run([(1.0, 1.0)]))  # takes the one slot
+            await asyncio.sleep(0.3)
+            load = RawLoad(url, connections=64)
+            before = _proc_cpu_s(pid)
+            await load.run([(rate, seconds)])
+            used = _proc_cpu_s(pid) - before
+            load.close()
+            hold.cancel()
+            holder.close()
+            refused = sum(1 for r in load.results if r.status == 429)
+            for r in load.results:
+                statuses[name][r.status] = statuses[name].get(r.status, 0) + 1
+            out[name].append(used / max(refused, 1) * 1e6)
+
+        loop = new_loop()
+        try:
+            for _ in range(rounds):
+                for name, (proc, port) in gateways.items():
+                    loop.run_until_complete(one(name, port, proc.pid))
+        finally:
+            loop.close()
+    finally:
+        os.sched_setaffinity(0, set(os.sched_getaffinity(0)) | (gateway_cpus or set()))
+        stack.stop()
+        hole.close()
+    result: dict = {name: round(statistics.median(v), 1) for name, v in out.items()}
+    result["rounds"] = {name: [round(x, 1) for x in v] for name, v in out.items()}
+    result["statuses"] = statuses
+    result["ratio"] = round(result["through_the_app"] / result["early"], 2)
+    return result
+
+
 def _cpus(text: str) -> set[int]:
     return {int(c) for c in text.split(",") if c.strip()}
 
 
-def pin(stack: object, cpus: set[int]) -> list[int]:
-    """Every thread of every process of the stack onto `cpus`; returns the pids."""
-    pids = [proc.pid for proc in stack.procs.values()]  # type: ignore[attr-defined]
-    for pid in pids:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            try:
+def pin_pid(pid: int, cpus: set[int] | None, nice: int | None = None) -> None:
+    """Every thread of process `pid` onto `cpus` (None: unchanged) and to `nice`."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            if cpus:
                 os.sched_setaffinity(int(task.name), cpus)
-            except (ProcessLookupError, PermissionError):
-                pass
-    return pids
+            if nice is not None:
+                os.setpriority(os.PRIO_PROCESS, int(task.name), nice)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def pin(stack: object, cpus: set[int], nice: int | None = None,
+        gateway_cpus: set[int] | None = None) -> list[int]:
+    """Every thread of every process of the stack onto `cpus` (the gateway's onto
+    `gateway_cpus` when given) and to `nice`; returns the pids."""
+    procs = stack.procs  # type: ignore[attr-defined]
+    for name, proc in procs.items():
+        pin_pid(proc.pid, gateway_cpus if name == "gateway" and gateway_cpus else cpus, nice)
+    return [proc.pid for proc in procs.values()]
 
 
 def render(name: str, r: dict) -> list[str]:
@@ -257,7 +360,7 @@ def render(name: str, r: dict) -> list[str]:
              f"{r['capacity_runs']}, {r['capacity_refused']} refused; re-measured at the end: "
              f"{r['capacity_after_rps']} of {r['capacity_after_runs']}); unloaded at "
              f"25 %: p50 {u['admitted_p50_ms']} ms, p99 {u['admitted_p99_ms']} ms; "
-             f"machine load {r.get('loadavg')}"]
+             f"machine load {r.get('loadavg')}; CPUs {r.get('cpus')}, nice {r.get('nice')}"]
     for label, p in [*r["phases"].items(), ("spike hold", r["spike"]["hold"])]:
         lines.append(
             f"{label:>10}: offered {p['offered_rps']}/s (sent {p['sent_rps']}/s, client lag "
@@ -268,6 +371,12 @@ def render(name: str, r: dict) -> list[str]:
             f"(Retry-After on {p['refused_with_retry_after']}, p99 {p['refusal_p99_ms']} ms), "
             f"other {p['other']}"
             + (f", recovery {p['recovery_s']} s" if "recovery_s" in p else ""))
+        st = p["settled"]
+        lines.append(
+            f"{'':>10}  after the first {st['from_s']} s: goodput {st['goodput']}/s "
+            f"({st['goodput_vs_capacity']}x), admitted p99 {st['admitted_p99_ms']} ms "
+            f"({st['admitted_p99_vs_unloaded']}x unloaded), refusal p99 "
+            f"{st['refusal_p99_ms']} ms")
     lines.append(f"spike recovery: {r['spike']['recovery_s']} s after the ramp-down ended")
     lines.append("  t  offered    sent goodput refused p99_ms limit")
     for row in r["spike"]["timeline"]:
@@ -286,6 +395,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hold", type=float, default=8.0, help="seconds of 3x and of 10x")
     parser.add_argument("--recovery-s", type=float, default=8.0)
     parser.add_argument("--spike-hold", type=int, default=10)
+    parser.add_argument("--settle-s", type=float, default=1.0,
+                        help="each overload phase is also judged without its first "
+                             "SETTLE_S seconds (the limit's reaction time)")
     parser.add_argument("--connections", type=int, default=256,
                         help="keep-alive connections of the open-loop client (its in-flight cap)")
     cpus = sorted(os.sched_getaffinity(0))
@@ -293,19 +405,34 @@ def main(argv: list[str] | None = None) -> int:
                         help="CPUs for every stack process [all but the last]")
     parser.add_argument("--client-cpus", default=str(cpus[-1]),
                         help="CPUs for this client [the last]; '' = no pinning")
+    parser.add_argument("--gateway-cpus", default="",
+                        help="CPUs for the gateway alone (e.g. the client's: the gateway off "
+                             "the backends' CPU, as on its own host) [with the stack]")
+    parser.add_argument("--nice", type=int, default=None,
+                        help="scheduling priority of the stack and this client, -20..19 "
+                             "(negative needs root): e.g. -10 keeps other work on a shared "
+                             "machine from deciding the figures [unchanged]")
     parser.add_argument("--compare-static", action="store_true",
                         help="also run a stack with SHOP_ADAPTIVE_LIMIT=0 (static limit)")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--refusal-cost", action="store_true",
-                        help="only measure the CPU of one refusal in-process (us) and exit")
+                        help="only measure the CPU of one refusal (us), in-process and over "
+                             "sockets (SHOP_EARLY_SHED=1 vs 0), and exit")
     args = parser.parse_args(argv)
     if args.refusal_cost:
         cost = refusal_cost()
-        print(json.dumps(cost) if args.json else
+        cpus_now = set(cpus)
+        wire = socket_refusal_cost(gateway_cpus=_cpus(args.stack_cpus) or cpus_now,
+                                   client_cpus=_cpus(args.client_cpus) or cpus_now)
+        print(json.dumps({"in_process": cost, "sockets": wire}) if args.json else
               f"one refusal, in-process: {cost['around_the_app']} us around the app, "
               f"{cost['inside_fastapi']} us as FastAPI's outermost middleware "
-              f"({cost['ratio']}x)")
+              f"({cost['ratio']}x)\n"
+              f"one refusal over sockets, gateway CPU from /proc: {wire['early']} us in the "
+              f"HTTP protocol (SHOP_EARLY_SHED=1), {wire['through_the_app']} us through "
+              f"uvicorn's request cycle and the app (=0), {wire['ratio']}x; rounds "
+              f"{wire['rounds']}; statuses {wire['statuses']}")
         return 0
     if any("=" not in item for item in args.env):
         parser.error("--env takes KEY=VALUE")
@@ -315,10 +442,17 @@ def main(argv: list[str] | None = None) -> int:
                      "1 <= connections <= 2000")
     try:
         stack_cpus, client_cpus = _cpus(args.stack_cpus), _cpus(args.client_cpus)
+        gateway_cpus = _cpus(args.gateway_cpus)
     except ValueError:
-        parser.error("--stack-cpus and --client-cpus take CPU numbers like 0 or 0,1")
-    if not (stack_cpus | client_cpus) <= set(cpus):
+        parser.error("--stack-cpus, --client-cpus and --gateway-cpus take CPU numbers like "
+                     "0 or 0,1")
+    if not (stack_cpus | client_cpus | gateway_cpus) <= set(cpus):
         parser.error(f"CPUs must be among {cpus}")
+    if args.nice is not None and not -20 <= args.nice <= 19:
+        parser.error("--nice takes -20..19")
+    own_nice = os.getpriority(os.PRIO_PROCESS, 0)
+    if args.nice is not None and args.nice < own_nice and os.geteuid() != 0:
+        parser.error("--nice below the current priority needs root")
     extra = dict(item.split("=", 1) for item in args.env)
     configs = {"adaptive": {"SHOP_ADAPTIVE_LIMIT": "1", **extra}}
     if args.compare_static:
@@ -329,17 +463,26 @@ def main(argv: list[str] | None = None) -> int:
         stack, gateway = _start(ns)
         try:
             if client_cpus and stack_cpus:
-                pin(stack, stack_cpus)  # after the start: its processes inherit ours
+                # after the start: its processes inherit ours
+                pin(stack, stack_cpus, args.nice, gateway_cpus)
                 os.sched_setaffinity(0, client_cpus)
+            elif args.nice is not None:
+                pin(stack, set(), args.nice)
+            if args.nice is not None:
+                pin_pid(os.getpid(), None, args.nice)
             loop = new_loop()
             try:
                 results[name] = loop.run_until_complete(measure(gateway, args))
             finally:
                 loop.close()
             results[name]["loadavg"] = [round(x, 2) for x in os.getloadavg()]
-            results[name]["cpus"] = {"stack": sorted(stack_cpus), "client": sorted(client_cpus)}
+            results[name]["cpus"] = {"stack": sorted(stack_cpus), "client": sorted(client_cpus),
+                                     "gateway": sorted(gateway_cpus or stack_cpus)}
+            results[name]["nice"] = args.nice
         finally:
             os.sched_setaffinity(0, set(cpus))
+            if args.nice is not None:
+                pin_pid(os.getpid(), None, own_nice)
             _stop(stack)
         if not args.json:
             print("\n".join(render(f"{name} {env or ''}", results[name])), flush=True)

@@ -77,8 +77,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"shop.serve: cannot bind {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 2
     app = importlib.import_module(f"shop.{args.service}").build()
+    from shop.shed_protocol import http_protocol
+
+    # The gateway sheds load in the HTTP protocol itself (shop/shed_protocol.py).
+    http = http_protocol(app, env.http) if env.early_shed else env.http
     config = uvicorn.Config(app, log_level=args.log_level, access_log=False,
-                            loop=env.loop, http=env.http,
+                            loop=env.loop, http=http,
                             timeout_graceful_shutdown=5, lifespan="on")
     server = uvicorn.Server(config)
     server.run(sockets=[sock])

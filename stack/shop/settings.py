@@ -71,6 +71,9 @@ class ShopEnv(BaseSettings):
     # request) instead of through the transactional outbox; the study's A-E have none.
     outbox: Switch = True
     adaptive_limit: Switch = True
+    # Off: the gateway's refusals go through uvicorn's request cycle to the ASGI middleware
+    # instead of being answered by the HTTP protocol (shop/shed_protocol.py); the same 429.
+    early_shed: Switch = True
     max_inflight: int = Field(200, ge=1, le=100_000)
     min_inflight: int = Field(4, ge=1, le=100_000)
     initial_inflight: int = Field(20, ge=1, le=100_000)

@@ -159,8 +159,10 @@ def test_a_queued_request_gets_the_released_slot_and_no_slot_leaks() -> None:
         clock = FakeClock()
         limit = AdaptiveLimit(AdaptiveLimitConfig(initial_limit=4, min_limit=4, max_limit=4,
                                                   max_queue_s=10.0), clock=clock)
-        run_windows(limit, clock, 0.01, windows=2)  # pace known: 4 slots x 10 s / 10 ms
-        assert limit.queue_room() == 4
+        # Pace known (4 slots x 10 s / 10 ms), and a served rate the burst below is not
+        # overload evidence against (16/s: 9 at once is under 1.25x of 0.5 s + 3 sigma).
+        run_windows(limit, clock, 0.01, windows=12)
+        assert limit.queue_room() == 4 and not limit.overloaded()
         for _ in range(4):
             assert limit.try_acquire()
         waiters = [asyncio.create_task(limit.acquire()) for _ in range(5)]
@@ -178,12 +180,117 @@ def test_a_queued_request_gets_the_released_slot_and_no_slot_leaks() -> None:
     asyncio.run(main())
 
 
+def test_under_overload_evidence_nobody_waits_for_a_slot() -> None:
+    """A wait only adds its time to a request a slot would take anyway when more arrives
+    than is served: with evidence, past the limit is refused at once, queue room or not."""
+    async def main() -> None:
+        clock = FakeClock()
+        limit = AdaptiveLimit(AdaptiveLimitConfig(initial_limit=4, min_limit=4, max_limit=4,
+                                                  max_queue_s=10.0), clock=clock)
+        run_windows(limit, clock, 0.01, windows=12)
+        assert limit.queue_room() == 4
+        for _ in range(4):
+            assert limit.try_acquire()
+        for _ in range(40):  # 40 more at once: 10x what 0.5 s serves
+            assert not limit.try_acquire()
+        clock.advance(0.01)  # the admission path re-reads the evidence every 10 ms
+        assert limit.overloaded() and not limit.may_wait()
+        assert await limit.acquire() is False and limit.queued == 0
+        assert limit.refuse_now()  # the HTTP protocol's early check says the same
+        assert limit.inflight == 4
+
+    asyncio.run(main())
+
+
+def test_overload_cuts_the_limit_at_once_and_growth_is_smoothed() -> None:
+    """Queueing at 3x capacity: the limit comes down in a few windows, not seconds (each
+    window's gradient applied unsmoothed); afterwards it grows back a step at a time."""
+    clock = FakeClock()
+    seen: list[int] = []
+    limit = AdaptiveLimit(AdaptiveLimitConfig(initial_limit=20, min_limit=4, max_limit=40,
+                                              probe_interval_s=1000), clock=clock,
+                          on_change=seen.append)
+    run_windows(limit, clock, 0.01, windows=3)  # the no-load latency: 10 ms
+    start = limit.limit
+    run_windows(limit, clock, 0.1, windows=4, arrivals=OVERLOAD)  # 10x the latency
+    assert limit.limit <= start // 2, seen  # 4 windows = 1 s
+    low = limit.limit
+    clock.advance(3.0)  # the overload is over (out of the 2 s span)
+    run_windows(limit, clock, 0.01, windows=8)
+    # Unsmoothed, each window would add sqrt(limit) (4 -> 6 -> 8.4 -> ...); smoothed, a
+    # fifth of that.
+    assert low < limit.limit <= low + 3, seen
+
+
+def test_the_first_window_of_overload_brings_the_limit_to_what_littles_law_needs() -> None:
+    """20 in flight served 80/s at 10x the 10 ms no-load latency: 80/s x 10 ms x 1.5 = 1.2
+    in flight would serve the same throughput, + sqrt headroom = 2.3: the rest is queue."""
+    clock = FakeClock()
+    limit = AdaptiveLimit(AdaptiveLimitConfig(initial_limit=20, min_limit=2, max_limit=40,
+                                              probe_interval_s=1000), clock=clock)
+    run_windows(limit, clock, 0.01, windows=3)
+    assert limit.limit >= 20
+    run_windows(limit, clock, 0.1, windows=2, arrivals=OVERLOAD)  # the first one closes
+    assert limit.limit == 2
+
+
+def test_at_the_onset_of_overload_the_limit_drops_before_any_latency_shows() -> None:
+    """Served 40/s at 10 ms, then a burst at the limit: the first evidence cuts the limit to
+    what 40/s needs (40 x 10 ms x 1.5 = 0.6 in flight, + headroom: min_limit) at once,
+    without a window of queueing latency first."""
+    clock = FakeClock()
+    seen: list[int] = []
+    limit = AdaptiveLimit(AdaptiveLimitConfig(initial_limit=20, min_limit=3, max_limit=40,
+                                              probe_interval_s=1000), clock=clock,
+                          on_change=seen.append)
+    for _ in range(120):  # 3 s at 40/s, one at a time, 10 ms each
+        assert limit.try_acquire()
+        clock.advance(0.01)
+        limit.release(0.01)
+        clock.advance(0.015)
+    assert not limit.overloaded() and limit.limit == 20
+    admitted = 0
+    for _ in range(200):  # 10x that rate, nothing finishes yet
+        clock.advance(0.0025)
+        admitted += limit.try_acquire()
+    assert limit.overloaded() and limit.limit == 3, seen
+    assert admitted < 30  # the limit, plus what 10 ms of evidence let past it
+
+
+def test_requests_waiting_when_overload_begins_are_refused_then_not_after_max_queue_s() -> None:
+    async def main() -> None:
+        clock = FakeClock()
+        limit = AdaptiveLimit(AdaptiveLimitConfig(initial_limit=4, min_limit=4, max_limit=4,
+                                                  max_queue_s=10.0), clock=clock)
+        run_windows(limit, clock, 0.01, windows=12)
+        clock.advance(2.5)  # quiet: no evidence left, nothing seen for a whole span
+        for _ in range(4):
+            assert limit.try_acquire()
+        waiters = [asyncio.create_task(limit.acquire()) for _ in range(2)]
+        await asyncio.sleep(0)
+        assert limit.queued == 2
+        clock.advance(0.02)
+        for _ in range(60):  # a flood: the evidence, read within 10 ms
+            assert not limit.try_acquire()
+        clock.advance(0.01)
+        assert not limit.try_acquire()
+        await asyncio.sleep(0)
+        assert all(w.done() for w in waiters)  # at once, not after 10 s
+        assert [w.result() for w in waiters] == [False, False]
+        assert limit.inflight == 4 and limit.queued == 0
+        for _ in range(4):
+            limit.release(None)
+        assert limit.inflight == 0
+
+    asyncio.run(main())
+
+
 def test_a_request_queued_past_max_queue_s_is_refused_and_leaves_no_trace() -> None:
     async def main() -> None:
         clock = FakeClock()
         limit = AdaptiveLimit(AdaptiveLimitConfig(initial_limit=4, min_limit=4, max_limit=4,
                                                   max_queue_s=0.02), clock=clock)
-        run_windows(limit, clock, 0.001, windows=2)
+        run_windows(limit, clock, 0.001, windows=12)
         for _ in range(4):
             assert limit.try_acquire()
         assert await limit.acquire() is False  # waited 20 ms (real time), no slot came
@@ -199,7 +306,7 @@ def test_a_cancelled_waiter_that_was_handed_a_slot_passes_it_on() -> None:
         clock = FakeClock()
         limit = AdaptiveLimit(AdaptiveLimitConfig(initial_limit=4, min_limit=4, max_limit=4,
                                                   max_queue_s=10.0), clock=clock)
-        run_windows(limit, clock, 0.01, windows=2)
+        run_windows(limit, clock, 0.01, windows=12)
         for _ in range(4):
             assert limit.try_acquire()
         first = asyncio.create_task(limit.acquire())
@@ -289,11 +396,13 @@ def test_a_burst_stops_at_the_limit_before_any_arrival_count_calls_it_overload()
     run_windows(limit, clock, 0.02, windows=12)
     clock.advance(2.5)
     assert not limit.overloaded()
+    before = limit.limit
     admitted = 0
     for _ in range(60):
         clock.advance(0.05 / 60)
         admitted += limit.try_acquire()
-    assert admitted == limit.limit
+    assert admitted == before
+    assert limit.limit == 4  # and the evidence, once in, cut it (min_limit: nothing served)
 
 
 def test_bad_bounds_are_refused() -> None:

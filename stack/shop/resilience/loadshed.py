@@ -71,6 +71,30 @@ class LoadShedMiddleware:
         # Health checks and scrapes must keep working exactly when the service is overloaded.
         return path in self._exact or path.startswith(self._prefixes)
 
+    def refuse_now(self, path: str) -> bool:
+        """The HTTP server's early check (shop.shed_protocol), before any request object
+        exists: True means this request is refused (counted, on_shed called) and the caller
+        writes `self.body`/`self.headers` as a 429 itself. False changes nothing: the
+        request goes through __call__ as usual, which decides again (so an early "no" is
+        never a wrong admission, only a missed shortcut)."""
+        if self._exempt(path):
+            return False
+        if self.limiter is not None:
+            refused = self.limiter.refuse_now()
+        else:
+            refused = self._inflight >= self.max_inflight
+        if refused and self.on_shed is not None:
+            self.on_shed()
+        return refused
+
+    @property
+    def body(self) -> bytes:
+        return self._body
+
+    @property
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return list(self._headers)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self._exempt(scope.get("path", "")):
             await self.app(scope, receive, send)
