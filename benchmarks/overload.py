@@ -345,12 +345,15 @@ def pin_pid(pid: int, cpus: set[int] | None, nice: int | None = None) -> None:
 
 
 def pin(stack: object, cpus: set[int], nice: int | None = None,
-        gateway_cpus: set[int] | None = None) -> list[int]:
+        gateway_cpus: set[int] | None = None, gateway_nice: int | None = None) -> list[int]:
     """Every thread of every process of the stack onto `cpus` (the gateway's onto
-    `gateway_cpus` when given) and to `nice`; returns the pids."""
+    `gateway_cpus` when given) and to `nice` (the gateway's to `gateway_nice` when given);
+    returns the pids."""
     procs = stack.procs  # type: ignore[attr-defined]
     for name, proc in procs.items():
-        pin_pid(proc.pid, gateway_cpus if name == "gateway" and gateway_cpus else cpus, nice)
+        gateway = name == "gateway"
+        pin_pid(proc.pid, gateway_cpus if gateway and gateway_cpus else cpus,
+                gateway_nice if gateway and gateway_nice is not None else nice)
     return [proc.pid for proc in procs.values()]
 
 
@@ -360,7 +363,8 @@ def render(name: str, r: dict) -> list[str]:
              f"{r['capacity_runs']}, {r['capacity_refused']} refused; re-measured at the end: "
              f"{r['capacity_after_rps']} of {r['capacity_after_runs']}); unloaded at "
              f"25 %: p50 {u['admitted_p50_ms']} ms, p99 {u['admitted_p99_ms']} ms; "
-             f"machine load {r.get('loadavg')}; CPUs {r.get('cpus')}, nice {r.get('nice')}"]
+             f"machine load {r.get('loadavg')}; CPUs {r.get('cpus')}, nice {r.get('nice')}, "
+             f"gateway nice {r.get('gateway_nice')}"]
     for label, p in [*r["phases"].items(), ("spike hold", r["spike"]["hold"])]:
         lines.append(
             f"{label:>10}: offered {p['offered_rps']}/s (sent {p['sent_rps']}/s, client lag "
@@ -412,6 +416,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="scheduling priority of the stack and this client, -20..19 "
                              "(negative needs root): e.g. -10 keeps other work on a shared "
                              "machine from deciding the figures [unchanged]")
+    parser.add_argument("--gateway-nice", type=int, default=None,
+                        help="the gateway's own priority (e.g. 5 below --nice: the admission "
+                             "point ahead of the services it protects) [--nice]")
     parser.add_argument("--compare-static", action="store_true",
                         help="also run a stack with SHOP_ADAPTIVE_LIMIT=0 (static limit)")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
@@ -448,11 +455,12 @@ def main(argv: list[str] | None = None) -> int:
                      "0 or 0,1")
     if not (stack_cpus | client_cpus | gateway_cpus) <= set(cpus):
         parser.error(f"CPUs must be among {cpus}")
-    if args.nice is not None and not -20 <= args.nice <= 19:
-        parser.error("--nice takes -20..19")
     own_nice = os.getpriority(os.PRIO_PROCESS, 0)
-    if args.nice is not None and args.nice < own_nice and os.geteuid() != 0:
-        parser.error("--nice below the current priority needs root")
+    for flag, value in (("--nice", args.nice), ("--gateway-nice", args.gateway_nice)):
+        if value is not None and not -20 <= value <= 19:
+            parser.error(f"{flag} takes -20..19")
+        if value is not None and value < own_nice and os.geteuid() != 0:
+            parser.error(f"{flag} below the current priority needs root")
     extra = dict(item.split("=", 1) for item in args.env)
     configs = {"adaptive": {"SHOP_ADAPTIVE_LIMIT": "1", **extra}}
     if args.compare_static:
@@ -464,10 +472,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if client_cpus and stack_cpus:
                 # after the start: its processes inherit ours
-                pin(stack, stack_cpus, args.nice, gateway_cpus)
+                pin(stack, stack_cpus, args.nice, gateway_cpus, args.gateway_nice)
                 os.sched_setaffinity(0, client_cpus)
-            elif args.nice is not None:
-                pin(stack, set(), args.nice)
+            elif args.nice is not None or args.gateway_nice is not None:
+                pin(stack, set(), args.nice, None, args.gateway_nice)
             if args.nice is not None:
                 pin_pid(os.getpid(), None, args.nice)
             loop = new_loop()
@@ -479,6 +487,7 @@ def main(argv: list[str] | None = None) -> int:
             results[name]["cpus"] = {"stack": sorted(stack_cpus), "client": sorted(client_cpus),
                                      "gateway": sorted(gateway_cpus or stack_cpus)}
             results[name]["nice"] = args.nice
+            results[name]["gateway_nice"] = args.gateway_nice
         finally:
             os.sched_setaffinity(0, set(cpus))
             if args.nice is not None:

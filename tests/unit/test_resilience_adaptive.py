@@ -355,6 +355,30 @@ def test_a_slow_dependency_at_the_same_load_neither_shrinks_the_limit_nor_refuse
     assert limit.inflight == 0 and not limit.probing
 
 
+def test_a_closed_loop_of_more_clients_than_needed_is_slower_not_refused() -> None:
+    """8 clients that each send again when answered, at 5x the no-load latency (the stack's
+    knee is lower): as many arrive as are served, so there is no overload evidence, the
+    limit does not shrink and nobody is refused."""
+    clock = FakeClock()
+    limit = AdaptiveLimit(AdaptiveLimitConfig(initial_limit=20, min_limit=4, max_limit=200,
+                                              probe_interval_s=1000), clock=clock)
+    for _ in range(40):  # light load first: the no-load latency, 10 ms
+        assert limit.try_acquire()
+        clock.advance(0.01)
+        limit.release(0.01)
+        clock.advance(0.04)
+    clock.advance(5.0)  # idle, then the closed loop starts all at once
+    start = limit.limit
+    for _ in range(8):
+        assert limit.try_acquire()
+    for _ in range(100):  # 5 s: every 50 ms all 8 answer and send again
+        clock.advance(0.05)
+        for _ in range(8):
+            limit.release(0.05)
+            assert limit.try_acquire()
+    assert not limit.overloaded() and limit.limit >= start
+
+
 def test_overload_evidence_needs_more_arrivals_than_were_served_normally() -> None:
     clock = FakeClock()
     limit = AdaptiveLimit(AdaptiveLimitConfig(initial_limit=10, probe_interval_s=1000),

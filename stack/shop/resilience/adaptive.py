@@ -27,7 +27,7 @@ payments incident into gateway refusals (gateway-overload firing first). What te
 apart is the load: a queue forms because more arrives than the stack serves; a slow
 dependency raises latency at the same arrival rate. So the limit only acts on *overload
 evidence*: the arrivals of the last `load_span_s`, or of its last quarter (a sudden burst),
-refused ones included, exceed `load_slack` x the highest rate served at normal latency in the
+refused ones included, exceed `load_slack` x the highest rate served (at any latency) in the
 last `served_horizon_s` (plus 3 sigma of counting noise).
 Without that evidence a request past the limit is admitted (up to `max_limit`) if the
 requests in flight arrived no faster than 2x that served rate (a slow dependency piles them
@@ -38,11 +38,17 @@ latency as before. Requests that
 ended in a downstream failure or fallback (502/503/504, a 202 failed order) give no latency
 sample at all (Netflix's "ignore").
 
+With evidence, a decrease is applied at once (growth is smoothed), and never leaves the limit
+above what Little's law says the window's throughput needs (completions/s x min RTT x
+tolerance, + sqrt headroom). When evidence first appears at the limit (none for a whole
+`load_span_s` before) the limit drops to that figure for the last quarter span's throughput
+at once, and requests waiting for a slot are refused: no window of queueing first.
+
 Admission: a free slot admits at once. When the limit is reached a request may wait, but
-only if the queue ahead of it can drain within `max_queue_s` at the current pace (queue
-length < limit x max_queue_s / sample RTT), and never longer than `max_queue_s`; otherwise
-it is refused at once. So refusals are immediate and admitted requests queue for a bounded
-time only. Single event loop; no locks needed.
+only without overload evidence and only if the queue ahead of it can drain within
+`max_queue_s` at the current pace (queue length < limit x max_queue_s / sample RTT), and
+never longer than `max_queue_s`; otherwise it is refused at once. So refusals are immediate
+and admitted requests queue for a bounded time only. Single event loop; no locks needed.
 """
 
 from __future__ import annotations
@@ -111,7 +117,7 @@ class AdaptiveLimit:
         self._probe_rtts: list[float] = []
         self._next_probe = float("inf")  # the first window sets the min RTT and schedules it
         # Overload evidence: arrivals and well-served completions over load_span_s, and the
-        # best served rate (per s) of the windows with normal latency, with their times.
+        # best served rate (per s) of the recent windows, with their times.
         # Buckets of [index, arrived, served]; the evidence is re-read at most once a bucket
         # on the admission path (a refusal must cost next to nothing).
         self._buckets: deque[list[int]] = deque()
@@ -140,7 +146,7 @@ class AdaptiveLimit:
 
     # -- overload evidence --------------------------------------------------------------
     def served_rate(self) -> float | None:
-        """The best rate (per s) served at normal latency in the last served_horizon_s (the
+        """The best rate (per s) served in the last served_horizon_s (the
         last one known when none is that recent); None before the first normal window."""
         rates = self._served_rates
         if not rates:
@@ -171,7 +177,7 @@ class AdaptiveLimit:
         return arrived, served
 
     def overloaded(self) -> bool:
-        """More arrives than was recently served at normal latency (beyond 3 sigma of
+        """More arrives than was recently served (beyond 3 sigma of
         counting noise), over load_span_s or, so a sudden burst is not let in whole before
         the evidence is in, over its last quarter."""
         served = self.served_rate()
@@ -220,7 +226,12 @@ class AdaptiveLimit:
             self._publish()
 
     def _note_served_rate(self, now: float) -> None:
-        rate = self._totals()[1] / self.config.load_span_s
+        """What was served, over load_span_s or its last quarter (whichever is higher: a
+        load that has just begun is not yet a 2 s average, and its arrivals are compared
+        over the quarter too)."""
+        quarter = max(1, self._n_buckets // 4)
+        rate = max(self._totals()[1] / self.config.load_span_s,
+                   self._totals(quarter)[1] / (quarter * _BUCKET_S))
         rates = self._served_rates
         while rates and rates[-1][1] <= rate:
             rates.pop()  # a newer, higher rate makes the older lower ones irrelevant
@@ -245,7 +256,7 @@ class AdaptiveLimit:
         if self.inflight < self.limit and not self._waiters:
             return True
         # At the limit the evidence is always read (its onset cuts the limit at once).
-        # The same load as was served at normal latency: whatever made requests slower (a
+        # The same load as was served before: whatever made requests slower (a
         # slow dependency), refusing would not help. max_limit still bounds it.
         return not self._overloaded_now() and self.inflight < self.config.max_limit \
             and self._inflight_is_served_load()
@@ -417,9 +428,11 @@ class AdaptiveLimit:
             if self.long_rtt is None:
                 self._schedule_probe(self._clock())
             self.long_rtt = short
-        if short <= cfg.tolerance * self.long_rtt:
-            self._note_served_rate(self._clock())
-        elif not self.overloaded():
+        # Served at any latency: a closed loop of more clients than the stack needs is
+        # slower, not overloaded (as many arrive as are served). Only counting windows of
+        # normal latency made its own rate look like overload, and the limit refused it.
+        self._note_served_rate(self._clock())
+        if short > cfg.tolerance * self.long_rtt and not self.overloaded():
             # Slower at the same load: a dependency, not a queue. Hold the limit (and the
             # no-load latency: at the same load a shrinking capacity looks alike, and taking
             # its queue for the new normal would let the limit grow into it).
