@@ -285,6 +285,22 @@ def test_requests_waiting_when_overload_begins_are_refused_then_not_after_max_qu
     asyncio.run(main())
 
 
+def test_the_queue_holds_what_the_served_rate_drains_in_max_queue_s() -> None:
+    """20 slots at a 10 ms no-load latency would drain 2000/s; the stack served 40/s, so
+    50 ms of queue is 2 requests, not 20."""
+    clock = FakeClock()
+    limit = AdaptiveLimit(AdaptiveLimitConfig(initial_limit=20, max_queue_s=0.05,
+                                              probe_interval_s=1000), clock=clock)
+    for _ in range(120):  # 3 s at 40/s, 10 ms each
+        assert limit.try_acquire()
+        clock.advance(0.01)
+        limit.release(0.01)
+        clock.advance(0.015)
+    served = limit.served_rate()
+    assert served is not None and 35 <= served <= 45
+    assert limit.queue_room() == int(served * 0.05) == 2
+
+
 def test_a_request_queued_past_max_queue_s_is_refused_and_leaves_no_trace() -> None:
     async def main() -> None:
         clock = FakeClock()
