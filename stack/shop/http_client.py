@@ -24,7 +24,6 @@ import time
 from typing import Any
 
 KEEPALIVE_S = 3.0  # below uvicorn's timeout_keep_alive (5 s)
-_CRLF_CHARS = ("\r", "\n")
 
 
 class TransportError(Exception):
@@ -35,31 +34,44 @@ class Timeout(TransportError):
     """No answer within the timeout."""
 
 
+class _TimedOut(Exception):
+    """Set on a pooled call's answer by its timer (see HttpClient._on_pooled)."""
+
+
 class Headers:
-    """Response headers: `get` and `in` ignore case; `items()` gives them as received."""
+    """Response headers: `get` and `in` ignore case; `items()` gives them as received.
+    Decoded on first use: most calls between the services read only the status."""
 
-    __slots__ = ("_items", "_lower")
+    __slots__ = ("_raw", "_items", "_lower")
 
-    def __init__(self, items: list[tuple[str, str]]) -> None:
-        self._items = items
-        self._lower: dict[str, str] = {}
-        for name, value in items:
-            self._lower.setdefault(name.lower(), value)
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        self._raw = raw
+        self._items: list[tuple[str, str]] | None = None
+        self._lower: dict[str, str] | None = None
+
+    def _decoded(self) -> dict[str, str]:
+        if self._lower is None:
+            self._items = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self._raw]
+            self._lower = {}
+            for name, value in self._items:
+                self._lower.setdefault(name.lower(), value)
+        return self._lower
 
     def get(self, name: str, default: Any = None) -> Any:
-        return self._lower.get(name.lower(), default)
+        return self._decoded().get(name.lower(), default)
 
     def __getitem__(self, name: str) -> str:
-        return self._lower[name.lower()]
+        return self._decoded()[name.lower()]
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._lower
+        return isinstance(name, str) and name.lower() in self._decoded()
 
     def items(self) -> list[tuple[str, str]]:
-        return list(self._items)
+        self._decoded()
+        return list(self._items or ())
 
     def __repr__(self) -> str:
-        return f"Headers({self._items!r})"
+        return f"Headers({self.items()!r})"
 
 
 class Response:
@@ -91,10 +103,9 @@ class _Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self._waiter: asyncio.Future[Response] | None = None
         self._status = 0
-        self._headers: list[tuple[str, str]] = []
+        self._headers: list[tuple[bytes, bytes]] = []
         self._body: list[bytes] = []
         self._headers_done = False
-        self._framed = False  # Content-Length or chunked: the end is known without a close
 
     # -- asyncio.Protocol ------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -124,7 +135,7 @@ class _Connection(asyncio.Protocol):
         waiter = self._waiter
         if waiter is None or waiter.done():
             return
-        if self._headers_done and not self._framed:
+        if self._headers_done and not self._framed():
             self._finish()  # a body delimited by the close (HTTP/1.0 style)
             return
         self._fail(TransportError(
@@ -132,16 +143,20 @@ class _Connection(asyncio.Protocol):
 
     # -- httptools callbacks ---------------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
+        self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self._status = self.parser.get_status_code()
         self._headers_done = True
+
+    def _framed(self) -> bool:
+        """Content-Length or chunked: the end is known without a close."""
         for name, value in self._headers:
             low = name.lower()
-            if low == "content-length" or (low == "transfer-encoding"
-                                           and "chunked" in value.lower()):
-                self._framed = True
+            if low == b"content-length" or (low == b"transfer-encoding"
+                                            and b"chunked" in value.lower()):
+                return True
+        return False
 
     def on_body(self, body: bytes) -> None:
         self._body.append(body)
@@ -166,9 +181,13 @@ class _Connection(asyncio.Protocol):
     def send(self, payload: bytes) -> asyncio.Future[Response]:
         self._waiter = asyncio.get_running_loop().create_future()
         self._status, self._headers, self._body = 0, [], []
-        self._headers_done = self._framed = False
+        self._headers_done = False
         self.transport.write(payload)  # type: ignore[union-attr]
         return self._waiter
+
+    def time_out(self, waiter: asyncio.Future[Response]) -> None:
+        if not waiter.done():
+            waiter.set_exception(_TimedOut())
 
     def done_with(self) -> None:
         self._waiter = None
@@ -253,7 +272,8 @@ class HttpClient:
             lines.append(f"Content-Type: {content_type}")
         for name, value in (headers or {}).items():
             name, value = str(name), str(value)
-            if any(c in name or c in value for c in _CRLF_CHARS) or ":" in name:
+            if ("\r" in name or "\n" in name or "\r" in value or "\n" in value
+                    or ":" in name):
                 raise ValueError(f"invalid header {name!r}")
             if name.lower() != "content-length":
                 lines.append(f"{name}: {value}")
@@ -273,6 +293,10 @@ class HttpClient:
             self._gate = asyncio.Semaphore(self.max_connections)
         key = (host, port)
         conn: _Connection | None = None
+        if not self._gate.locked():
+            conn = self._pooled(key)
+            if conn is not None:
+                return await self._on_pooled(key, conn, payload, url, timeout)
         try:
             async with asyncio.timeout(timeout):
                 async with self._gate:
@@ -288,6 +312,28 @@ class HttpClient:
             raise
         self._release(key, conn)
         return answer
+
+    async def _on_pooled(self, key: tuple[str, int], conn: _Connection, payload: bytes,
+                         url: str, timeout: float) -> Response:
+        """The common case: a free slot and an idle connection, so nothing can wait but the
+        answer. Its timeout is one timer on the answer instead of an asyncio.timeout scope
+        (which also reschedules and uncancels the task): ~25 us less CPU per call here."""
+        gate = self._gate
+        await gate.acquire()  # free (checked by the caller): returns at once
+        answer = conn.send(payload)
+        timer = asyncio.get_running_loop().call_later(timeout, conn.time_out, answer)
+        try:
+            response = await answer
+        except BaseException as exc:
+            conn.close()  # failed, timed out or cancelled mid-request: its state is unknown
+            if isinstance(exc, _TimedOut):
+                raise Timeout(f"no answer from {url} within {timeout:g} s") from None
+            raise
+        finally:
+            timer.cancel()
+            gate.release()
+        self._release(key, conn)
+        return response
 
     async def get(self, url: str, **kwargs: Any) -> Response:
         return await self.request("GET", url, **kwargs)

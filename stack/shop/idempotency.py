@@ -125,9 +125,16 @@ class IdempotencyStore:
         except Exception as exc:  # noqa: BLE001 - as in begin: 503, never a 500
             raise unavailable() from exc
 
-    async def complete(self, key: str, fingerprint: str, status: int, body: dict) -> None:
-        record = json.dumps({"state": "done", "hash": fingerprint, "status": status,
-                             "body": body})
+    async def complete(self, key: str, fingerprint: str, status: int, body: dict,
+                       rendered: bytes | None = None) -> None:
+        """Store the finished response. `rendered` is `body` already encoded as JSON (the
+        answer's own bytes): the record is built around it instead of encoding it again."""
+        if rendered is None:
+            record: str | bytes = json.dumps({"state": "done", "hash": fingerprint,
+                                              "status": status, "body": body})
+        else:
+            record = b'{"state":"done","hash":%b,"status":%d,"body":%b}' % (
+                json.dumps(fingerprint).encode(), status, rendered)
         await _once_more_on_reconnect(
             lambda: self._run("SET", self._key(key), record, "EX", KEY_TTL_S))
 

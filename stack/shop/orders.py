@@ -9,6 +9,7 @@ rules are in stack/README.md ("Crash safety", "Idempotency").
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from contextlib import asynccontextmanager
@@ -54,6 +55,7 @@ from shop.web import (
     CorrelationId,
     IdempotencyKey,
     IdPath,
+    JsonAnswer,
     NotBool,
     TextQuery,
     check_redis,
@@ -84,11 +86,13 @@ class OrderRequest(BaseModel):
     items: list[Item] = Field(min_length=1, max_length=50)
 
 
-def _answer(row: dict[str, Any], replayed: bool = False) -> JSONResponse:
+def _answer(row: dict[str, Any], replayed: bool = False,
+            body: dict[str, Any] | None = None) -> JSONResponse:
+    """The order's answer; `body` is view(row) when the caller has it already."""
     headers = {"X-Correlation-ID": row["correlation_id"] or ""}
     if replayed:
         headers.update(REPLAYED_HEADERS)
-    return JSONResponse(view(row), http_status(row), headers=headers)
+    return JsonAnswer(view(row) if body is None else body, http_status(row), headers=headers)
 
 
 def build(settings: ShopSettings | None = None):  # noqa: ANN201
@@ -161,7 +165,7 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
                 # still answers by today's contract.
                 body = {**body, "order_id": body["id"]}
                 status = http_status(body)
-            return JSONResponse(body, status, headers=REPLAYED_HEADERS)
+            return JsonAnswer(body, status, headers=REPLAYED_HEADERS)
         if claim is None:
             # Redis had no record: a new key, or one Redis lost. No read here: inserting the
             # order tells the two apart (the unique index raises DuplicateKey, handled below).
@@ -180,11 +184,11 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
             return None
         raise in_progress()
 
-    def _new_row(body: OrderRequest, key: str | None, fingerprint: str | None, cid: str,
-                 deadline_at: float) -> dict[str, Any]:
+    def _new_row(body: OrderRequest, items: list[dict[str, Any]], key: str | None,
+                 fingerprint: str | None, cid: str, deadline_at: float) -> dict[str, Any]:
         now = time.time()
-        items = [i.model_dump() for i in body.items]
-        return {"id": f"ord_{uuid.uuid4().hex[:20]}", "customer_id": body.customer_id,
+        # os.urandom, not uuid4: the same 20 random hex digits without building a UUID.
+        return {"id": f"ord_{os.urandom(10).hex()}", "customer_id": body.customer_id,
                 "items": json.dumps(items),
                 "total": round(sum(i.quantity * i.unit_price for i in body.items), 2),
                 "status": PENDING, "reason": None, "correlation_id": cid,
@@ -193,13 +197,13 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
                 "request_hash": fingerprint, "deadline_at": deadline_at,
                 "compensation": None}
 
-    async def _process(body: OrderRequest, request: Request, key: str | None,
-                       fingerprint: str | None) -> dict[str, Any]:
+    async def _process(body: OrderRequest, items: list[dict[str, Any]], request: Request,
+                       key: str | None, fingerprint: str | None) -> dict[str, Any]:
         deadline = deadline_of(request, settings)
         deadline = Deadline(min(deadline.at, time.time() + MAX_DEADLINE_S))
         cid = request.headers.get("x-correlation-id") or f"corr_{uuid.uuid4().hex[:16]}"
         headers = {"X-Correlation-ID": cid}
-        row = _new_row(body, key, fingerprint, cid, deadline.at)
+        row = _new_row(body, items, key, fingerprint, cid, deadline.at)
         order_id = row["id"]
         await run_db(engine, store.create, row)
         status, reason = "completed", None
@@ -268,13 +272,14 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
         # cannot forward, or longer than its column, is a 422 before any order is written.
         key = idempotency_key
         use_idem = settings.idempotency and key is not None
-        fingerprint = body_hash(body.model_dump()) if use_idem else None
+        dumped = body.model_dump()  # once: the fingerprint and the stored items both use it
+        fingerprint = body_hash(dumped) if use_idem else None
         if use_idem:
             answer = await _idempotent_answer(key, fingerprint)
             if answer is not None:
                 return answer
         try:
-            row = await _process(body, request, key, fingerprint)
+            row = await _process(body, dumped["items"], request, key, fingerprint)
         except DuplicateKey:
             # The key is in the database but was not in Redis (Redis restarted, evicted it,
             # or a concurrent duplicate got past it): the unique index stopped this request
@@ -287,12 +292,15 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
             if use_idem:
                 await idem.abandon(key)
             raise
+        answer = view(row)
+        response = _answer(row, body=answer)
         if use_idem:
             try:
-                await idem.complete(key, fingerprint, http_status(row), view(row))
+                await idem.complete(key, fingerprint, http_status(row), answer,
+                                    rendered=response.body)
             except Exception:  # noqa: BLE001 - the database answers replays as well
                 pass
-        return _answer(row)
+        return response
 
     fast_route(app, "POST", "/orders", create_order, OrderRequest,
                {"idempotency_key": IDEMPOTENCY_HEADER, "correlation_id": CORRELATION_HEADER})

@@ -11,10 +11,11 @@ One row per order id in `charges`, whose primary key serialises a charge against
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 import uuid
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -41,6 +42,7 @@ from shop.web import (
     NO_NUL,
     ApiError,
     IdPath,
+    JsonAnswer,
     NotBool,
     create_app,
     deadline_of,
@@ -96,6 +98,15 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
 
     app = create_app(settings, health, lifespan)
     app.include_router(chaos_router(chaos, settings))
+    # payments_charges_total's children by outcome, each made on its first use (as before)
+    # and then kept: `.labels()` per charge took a lock and built a key (issue 13).
+    counted: dict[str, Any] = {}
+
+    def _charges_counted(outcome: str) -> Any:
+        child = counted.get(outcome)
+        if child is None:
+            child = counted[outcome] = metrics.payments_charges_total.labels(outcome)
+        return child
 
     def _get(order_id: str) -> dict | None:
         with engine.connect() as conn:
@@ -105,7 +116,7 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
     def _charge(body: ChargeRequest) -> tuple[dict, str]:
         """(row, "created" | "replayed" | "refused"). Insert first: the primary key decides
         between concurrent retries and a concurrent void, on SQLite and PostgreSQL alike."""
-        row = {"order_id": body.order_id, "charge_id": f"ch_{uuid.uuid4().hex[:16]}",
+        row = {"order_id": body.order_id, "charge_id": f"ch_{secrets.token_hex(8)}",
                "amount": body.amount, "created_at": time.time(), "status": LIVE,
                "refunded_at": None}
         try:
@@ -156,14 +167,13 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
             metrics.payments_charges_total.labels("injected_error").inc()
             raise ApiError(503, "injected_failure", "payments chaos: injected error")
         record, outcome = await run_db(engine, _charge, body)
-        metrics.payments_charges_total.labels(outcome if outcome != "created"
-                                              else "charged").inc()
+        _charges_counted(outcome if outcome != "created" else "charged").inc()
         if outcome == "refused":
             raise ApiError(409, "order_voided",
                            f"order {body.order_id} was {record['status']}; a charge for it "
                            "is refused (the order was compensated)")
-        return JSONResponse({**record, "replayed": outcome == "replayed"},
-                            201 if outcome == "created" else 200)
+        return JsonAnswer({**record, "replayed": outcome == "replayed"},
+                          201 if outcome == "created" else 200)
 
     fast_route(app, "POST", "/payments/charge", charge, ChargeRequest)
 
