@@ -304,6 +304,10 @@ def socket_refusal_cost(rounds: int = 5, rate: float = 3000.0, seconds: float = 
             used = _proc_cpu_s(pid) - before
             load.close()
             hold.cancel()
+            try:
+                await hold
+            except asyncio.CancelledError:
+                pass
             holder.close()
             refused = sum(1 for r in load.results if r.status == 429)
             for r in load.results:
