@@ -9,10 +9,12 @@ At 10x capacity that difference was a quarter of the stack's only CPU (issue 13)
 The check is `LoadShedMiddleware.refuse_now` and the answer is the middleware's own 429
 (same status, headers, body; uvicorn's default headers first, as uvicorn writes them). Only
 the plain case takes the shortcut: an HTTP/1.1 keep-alive request that is not HEAD, has no
-`Expect: 100-continue`, no upgrade, and no earlier request of the same connection still
-being answered. Everything else, and every request the check would admit, goes through
-uvicorn unchanged, and the middleware decides again as before. A refused request's body is
-read and dropped, so the connection stays usable.
+`Expect: 100-continue`, no upgrade, no earlier request of the same connection still being
+answered, on a connection whose client is reading its answers (a client that pipelines
+requests without reading gets uvicorn's own back-pressure, not an ever-growing buffer).
+Everything else, and every request the check would admit, goes through uvicorn unchanged,
+and the middleware decides again as before. A refused request's body is read and dropped,
+so the connection stays usable.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ def _protocol_class(shed: LoadShedMiddleware, base: type, parse_url: Any) -> typ
             parser = self.parser
             cycle = self.cycle
             if ((cycle is None or cycle.response_complete) and not self.pipeline
-                    and not self.expect_100_continue
+                    and not self.flow.write_paused and not self.expect_100_continue
                     and parser.get_http_version() == "1.1" and parser.should_keep_alive()
                     and not parser.should_upgrade() and parser.get_method() != b"HEAD"):
                 path = path_of(self.url)
