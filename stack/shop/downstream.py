@@ -7,6 +7,7 @@ use full jitter and are limited by a retry budget, so a dead downstream never se
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -129,6 +130,13 @@ class Downstream:
                 permit.release()
             metrics.bulkhead_rejections_total.labels(self.name).inc()
             metrics.downstream_errors_total.labels(self.name, "bulkhead_full").inc()
+            raise
+        except asyncio.CancelledError:
+            if permit is not None:
+                # Our caller went away (e.g. its client hung up): nothing is known of the
+                # downstream. No outcome; a half-open probe gives its slot back at once
+                # instead of holding it until the probe timeout reopens the breaker.
+                permit.release()
             raise
         except Timeout as exc:
             self._failed(permit, "timeout")

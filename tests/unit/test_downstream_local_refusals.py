@@ -98,3 +98,42 @@ def test_a_refused_probe_keeps_the_breaker_half_open(tmp_path: Path, refuse) -> 
         assert ds.breaker.state is BreakerState.OPEN
 
     asyncio.run(main())
+
+
+def test_a_probe_whose_caller_is_cancelled_gives_its_slot_back(tmp_path: Path) -> None:
+    """The caller went away (its task cancelled, e.g. the client hung up) while the only
+    half-open probe was waiting on a downstream that accepts and never answers: nothing is
+    known of the downstream, so no outcome, and the probe slot is free at once (it used to
+    stay taken until the breaker's probe timeout reopened it)."""
+    import socket
+
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(4)  # accepts; nothing ever answers
+    url = f"http://127.0.0.1:{hole.getsockname()[1]}"
+    base = settings(tmp_path, breaker_open_s=0.01, half_open_probes=1)
+    ds = Downstream("inventory", base, HttpClient())
+
+    async def main() -> None:
+        for _ in range(ds.breaker.config.minimum_calls):
+            await sent_and_failed(ds)
+        wait_for(lambda: ds.breaker.state is BreakerState.HALF_OPEN, timeout=10,
+                 what="the breaker to go half-open")
+        ds.base_url = url
+        call = asyncio.create_task(ds.call("POST", "/inventory/reserve",
+                                           deadline=Deadline.after(5), json={}, retry=False))
+        await asyncio.sleep(0.2)  # sent, waiting for an answer that never comes
+        assert not call.done()
+        assert ds.breaker.try_acquire() is None  # the call holds the only probe
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        assert ds.breaker.state is BreakerState.HALF_OPEN
+        probe = ds.breaker.try_acquire()
+        assert probe is not None and probe.is_probe  # free again, at once
+        probe.release()
+
+    try:
+        asyncio.run(main())
+    finally:
+        hole.close()
