@@ -46,7 +46,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from orders_throughput import REPO, _start, _stop  # noqa: E402
+from orders_throughput import REPO, _start, _stop, cpu_seconds  # noqa: E402
 from rawload import RawLoad, Result, new_loop  # noqa: E402
 
 sys.path.insert(0, str(REPO))
@@ -254,11 +254,6 @@ def refusal_cost(rounds: int = 5, n: int = 20_000) -> dict:
     return result
 
 
-def _proc_cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def socket_refusal_cost(rounds: int = 5, rate: float = 3000.0, seconds: float = 2.0,
                         gateway_cpus: set[int] | None = None,
                         client_cpus: set[int] | None = None) -> dict:
@@ -299,9 +294,9 @@ def socket_refusal_cost(rounds: int = 5, rate: float = 3000.0, seconds: float = 
             hold = asyncio.ensure_future(holder.run([(1.0, 1.0)]))  # takes the one slot
             await asyncio.sleep(0.3)
             load = RawLoad(url, connections=64)
-            before = _proc_cpu_s(pid)
+            before = cpu_seconds(pid) or 0.0
             await load.run([(rate, seconds)])
-            used = _proc_cpu_s(pid) - before
+            used = (cpu_seconds(pid) or 0.0) - before
             load.close()
             hold.cancel()
             try:

@@ -122,6 +122,7 @@ class AdaptiveLimit:
         # on the admission path (a refusal must cost next to nothing).
         self._buckets: deque[list[int]] = deque()
         self._n_buckets = max(1, math.ceil(cfg.load_span_s / _BUCKET_S))
+        self._n_quarter = max(1, self._n_buckets // 4)  # the span's last quarter, in buckets
         self._served_rates: deque[tuple[float, float]] = deque()
         self._evidence = (-1, True)  # (time slice, overloaded) last computed
         self._overloaded_at = -math.inf  # when the admission path last saw evidence
@@ -184,7 +185,7 @@ class AdaptiveLimit:
         if served is None:
             return True  # nothing known yet: the limit is all there is
         slack = self.config.load_slack
-        for buckets in (self._n_buckets, max(1, self._n_buckets // 4)):
+        for buckets in (self._n_buckets, self._n_quarter):
             expected = served * buckets * _BUCKET_S
             if self._totals(buckets)[0] > slack * expected + 3 * math.sqrt(expected) + 2:
                 return True
@@ -217,21 +218,26 @@ class AdaptiveLimit:
                 waiter.set_result(False)
         if self.long_rtt is None or self._probing:
             return
-        buckets = max(1, self._n_buckets // 4)
-        served = self._totals(buckets)[1] / (buckets * _BUCKET_S)
-        needed = served * self.long_rtt * self.config.tolerance
-        cap = max(float(self.config.min_limit), needed + math.sqrt(needed))
+        cap = max(float(self.config.min_limit), self._needed(self._served_quarter()))
         if cap < self._limit:
             self._limit = cap
             self._publish()
+
+    def _served_quarter(self) -> float:
+        """Served per second over the last quarter of load_span_s."""
+        return self._totals(self._n_quarter)[1] / (self._n_quarter * _BUCKET_S)
+
+    def _needed(self, rate: float) -> float:
+        """The concurrency `rate` per second needs by Little's law at the no-load latency
+        (x tolerance), + sqrt headroom: whatever is in flight beyond it is queue."""
+        needed = rate * (self.long_rtt or 0.0) * self.config.tolerance
+        return needed + math.sqrt(needed)
 
     def _note_served_rate(self, now: float) -> None:
         """What was served, over load_span_s or its last quarter (whichever is higher: a
         load that has just begun is not yet a 2 s average, and its arrivals are compared
         over the quarter too)."""
-        quarter = max(1, self._n_buckets // 4)
-        rate = max(self._totals()[1] / self.config.load_span_s,
-                   self._totals(quarter)[1] / (quarter * _BUCKET_S))
+        rate = max(self._totals()[1] / self.config.load_span_s, self._served_quarter())
         rates = self._served_rates
         while rates and rates[-1][1] <= rate:
             rates.pop()  # a newer, higher rate makes the older lower ones irrelevant
@@ -306,7 +312,9 @@ class AdaptiveLimit:
         """After try_acquire() said no: is there room to wait? No: refuse at once. Waiting
         is for a burst at a load the stack serves; under overload evidence a wait only
         adds its time to the latency of a request that a slot would have taken anyway."""
-        return len(self._waiters) < self.queue_room() and not self._overloaded_now()
+        # The evidence first: it is cached, and under overload (every refusal) it spares
+        # queue_room() its served-rate scan.
+        return not self._overloaded_now() and len(self._waiters) < self.queue_room()
 
     async def wait_for_slot(self) -> bool:
         """After try_acquire() said no: wait a bounded time for a slot; False: refuse."""
@@ -458,11 +466,8 @@ class AdaptiveLimit:
             # Only reached on overload evidence (see above): cut at once. Smoothed, a limit
             # of 20 took ~6 s to come down at 3x capacity, and every request admitted
             # meanwhile queued behind it (p50 160 ms against 11 ms unloaded). And no higher
-            # than Little's law says this throughput needs: `rate` served at the no-load
-            # latency is rate x min RTT in flight (x tolerance, + the usual sqrt headroom);
-            # whatever is in flight beyond that is queue. So one window reaches it.
-            needed = rate * self.long_rtt * cfg.tolerance
-            new = min(target, needed + math.sqrt(needed))
+            # than this window's throughput needs (Little's law), so one window reaches it.
+            new = min(target, self._needed(rate))
         else:  # growth is smoothed: slow up
             new = (1 - cfg.smoothing) * self._limit + cfg.smoothing * target
         self._limit = min(float(cfg.max_limit), max(float(cfg.min_limit), new))
