@@ -445,6 +445,33 @@ def test_a_burst_stops_at_the_limit_before_any_arrival_count_calls_it_overload()
     assert limit.limit == 4  # and the evidence, once in, cut it (min_limit: nothing served)
 
 
+def test_a_step_to_3x_from_light_load_stays_at_the_limit_until_the_evidence_is_in() -> None:
+    """3x the served rate after light load, answered at the served rate (FIFO): past the
+    limit only arrivals no faster than 2x the served rate are admitted, and refused ones
+    count. Counting admissions alone let this step through at 2x until the arrival counts
+    called it overload (here 25 in flight behind a limit of 18; 57 behind 20 on a stack)."""
+    clock = FakeClock()
+    limit = AdaptiveLimit(AdaptiveLimitConfig(initial_limit=10, probe_interval_s=1000),
+                          clock=clock)
+    run_windows(limit, clock, 0.02, windows=12)  # 40/s served at 20 ms
+    served = limit.served_rate()
+    assert served is not None and not limit.overloaded()
+    clock.advance(2.5)
+    before = limit.limit
+    finishing: list[float] = []
+    peak = 0
+    for _ in range(int(0.5 * 3 * served)):  # 0.5 s at 3x, served at 1x
+        clock.advance(1 / (3 * served))
+        while finishing and finishing[0] <= clock():
+            finishing.pop(0)
+            limit.release(None)
+        if limit.try_acquire():
+            start = max([clock(), *finishing])
+            finishing.append(start + 1 / served)
+        peak = max(peak, limit.inflight)
+    assert peak <= before + 2, (peak, before)
+
+
 def test_bad_bounds_are_refused() -> None:
     with pytest.raises(ValueError):
         AdaptiveLimitConfig(min_limit=10, max_limit=5)

@@ -126,9 +126,11 @@ class AdaptiveLimit:
         self._served_rates: deque[tuple[float, float]] = deque()
         self._evidence = (-1, True)  # (time slice, overloaded) last computed
         self._overloaded_at = -math.inf  # when the admission path last saw evidence
-        # When the last max_limit requests were admitted: with answers in roughly FIFO
-        # order, the oldest in flight was admitted `inflight` admissions ago.
-        self._admitted_at: deque[float] = deque(maxlen=cfg.max_limit)
+        # When the last max_limit requests were admitted, each with the count of arrivals
+        # (refused ones too) at that moment: with answers in roughly FIFO order, the oldest
+        # in flight was admitted `inflight` admissions ago.
+        self._arrived = 0
+        self._admitted_at: deque[tuple[float, int]] = deque(maxlen=cfg.max_limit)
         self._published = self.limit
         if on_change is not None:
             on_change(self.limit)
@@ -159,6 +161,8 @@ class AdaptiveLimit:
 
     def _count(self, field: int) -> None:
         """One arrival (field 1) or one request served with a latency sample (field 2)."""
+        if field == 1:
+            self._arrived += 1
         index = int(self._clock() / _BUCKET_S)
         buckets = self._buckets
         if not buckets or buckets[-1][0] != index:
@@ -278,16 +282,20 @@ class AdaptiveLimit:
         return True
 
     def _inflight_is_served_load(self) -> bool:
-        """Did the requests in flight arrive no faster than 2x the rate served normally?
-        A slow dependency piles up requests at the usual rate (in flight = rate x their
-        age); a burst piles them up faster, and is stopped at the limit at once instead of
-        after the arrival counts have caught up with it."""
+        """Did requests arrive, since the oldest one in flight was admitted, no faster than
+        2x the rate served normally? A slow dependency piles up requests at the usual rate
+        (in flight = rate x their age); a burst arrives faster, and is stopped at the limit
+        at once instead of after the arrival counts over load_span_s have caught up with it.
+        Every arrival counts, refused ones too: counting only admissions let a 3x step from
+        light load through at 2x the served rate (57 in flight behind a limit of 20, 400 ms)
+        until the evidence was in."""
         served = self.served_rate()
         admitted = self._admitted_at
         if served is None or not admitted:
             return False
-        oldest = admitted[-min(self.inflight, len(admitted))] if self.inflight else admitted[-1]
-        return self.inflight <= 2 * served * (self._clock() - oldest)
+        since, arrived = admitted[-min(self.inflight, len(admitted))] if self.inflight \
+            else admitted[-1]
+        return self._arrived - arrived <= 2 * served * (self._clock() - since) + 2
 
     def queue_room(self) -> int:
         """How many may wait: as many as the current pace serves within max_queue_s. The
@@ -364,7 +372,7 @@ class AdaptiveLimit:
 
     def _take(self) -> None:
         self.inflight += 1
-        self._admitted_at.append(self._clock())
+        self._admitted_at.append((self._clock(), self._arrived))
         if self.inflight > self._window_peak:
             self._window_peak = self.inflight
 
