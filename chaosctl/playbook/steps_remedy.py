@@ -150,6 +150,14 @@ class ResetBreakerParams(_Params):
     # cause is gone may reset instead, which closes it at once. The choice is the playbook's.
     mode: Literal["reset", "wait"] = "reset"
     timeout: Duration = 45.0
+    # mode reset: then watch the breakers (every one for "open") this long; one that opens
+    # (again), e.g. from calls its caller began while the service was down and that fail
+    # after the reset, is reset after a short pause, until all stay closed for `settle`
+    # (fails after `timeout`). 0: reset once and return.
+    settle: Duration = Field(default=0.0, ge=0)
+
+
+SETTLE_POLL_S = 0.5
 
 
 def _breaker_states(ctx: StepContext) -> dict[str, str]:
@@ -167,7 +175,7 @@ def reset_breaker(ctx: StepContext, p: ResetBreakerParams) -> Any:
         targets = [name for name, state in states.items() if state != "closed"]
     else:
         targets = [p.downstream] if states.get(p.downstream, "closed") != "closed" else []
-    if not targets:
+    if not targets and not (p.mode == "reset" and p.settle):
         return {"reset": [], "note": "already closed"}
     if p.mode == "wait":
         deadline = time.monotonic() + p.timeout
@@ -177,12 +185,55 @@ def reset_breaker(ctx: StepContext, p: ResetBreakerParams) -> Any:
                 return {"waited_for": targets, "states": states}
             time.sleep(1.0)
         raise StepFailed(f"breakers {', '.join(targets)} still not closed after {p.timeout:g}s")
+    started = time.monotonic()
     for target in targets:
-        response = ctx.http("POST", "gateway", f"/status/breakers/{target}/reset", admin=True)
-        if response.status_code != 200:
-            raise StepFailed(f"reset of the {target} breaker answered {response.status_code}: "
-                             f"{response.text[:200]}")
-    return {"reset": targets}
+        _reset(ctx, target)
+    if not p.settle:
+        return {"reset": targets}
+    return _settle(ctx, p, targets, started)
+
+
+def _reset(ctx: StepContext, target: str) -> None:
+    response = ctx.http("POST", "gateway", f"/status/breakers/{target}/reset", admin=True)
+    if response.status_code != 200:
+        raise StepFailed(f"reset of the {target} breaker answered {response.status_code}: "
+                         f"{response.text[:200]}")
+
+
+def _settle(ctx: StepContext, p: ResetBreakerParams, targets: list[str],
+            started: float) -> dict[str, Any]:
+    """Keep the reset breakers closed until they stay closed for p.settle on their own.
+
+    A reset right after a restart races the caller: calls it began while the service was
+    down still fail after the reset (or after a check that found the breaker closed), open
+    it, and it then stays open its full open duration (30 s) though the cause is gone. A
+    breaker seen open is reset after a pause that grows with each time (1 s, 2 s ... at most
+    5 s), so a cause that persists costs a few calls per round, not a stream of them; the
+    step fails once p.timeout has passed."""
+    resets = dict.fromkeys(targets, 1)
+    deadline = started + p.timeout
+    closed_since = time.monotonic()
+    while time.monotonic() - closed_since < p.settle:
+        time.sleep(SETTLE_POLL_S)
+        states = _breaker_states(ctx)
+        watched = states if p.downstream == "open" else {p.downstream: ""}
+        reopened = [t for t in watched if states.get(t, "closed") != "closed"]
+        if not reopened:
+            continue
+        pause = min(5.0, float(max(1, *(resets.get(t, 0) for t in reopened))))
+        if time.monotonic() + pause >= deadline:
+            raise StepFailed(
+                f"breakers {', '.join(reopened)} kept opening after the reset and did not "
+                f"stay closed for {p.settle:g}s within {p.timeout:g}s (reset "
+                f"{', '.join(f'{t} {n}x' for t, n in resets.items()) or 'none yet'}); "
+                "their downstream still fails for its callers")
+        time.sleep(pause)
+        for target in reopened:
+            _reset(ctx, target)
+            resets[target] = resets.get(target, 0) + 1
+        closed_since = time.monotonic()
+    again = {t: n - (t in targets) for t, n in resets.items() if n - (t in targets) > 0}
+    return {"reset": targets, "settled_s": p.settle, "reset_again": again}
 
 
 class WaitUntilParams(_Params):

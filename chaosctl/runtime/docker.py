@@ -57,6 +57,13 @@ if TYPE_CHECKING:
 
 ALL = (*INFRA, *SERVICES)
 STOP_TIMEOUT_S = 5
+# Every container's resolv.conf. Docker's embedded DNS forwards a name it does not know (a
+# stopped container's) upstream; with none reachable, glibc waited 5 s x 2 attempts before
+# failing the lookup of `payments` while payments was down. Calls time out long before that,
+# but their lookups kept the resolver's threads, and once payments was back the first new
+# connections to it queued behind them and failed: the breaker that service-down had just
+# reset opened again for its full 30 s (docker service-crash game day, MTTR 37.5 s).
+DNS_OPTIONS = ("timeout:1", "attempts:1")
 
 
 class DockerBackend(Backend):
@@ -368,6 +375,7 @@ class DockerBackend(Backend):
         host_config = api.create_host_config(
             port_bindings=ports or None, binds=binds, init=True,
             # the published ports belong to 127.0.0.1: never to other machines
+            dns_opt=list(DNS_OPTIONS),
         )
         networking = api.create_networking_config(
             {self.network: api.create_endpoint_config(aliases=[name])})
@@ -390,6 +398,9 @@ class DockerBackend(Backend):
             "PROMETHEUS_MULTIPROC_DIR": "/metrics",
             "SHOP_REPLICA": str(number - 1),
             "CHAOSCTL_ADMIN_TOKEN": self._admin_token(),
+            # libuv's resolver threads (uvloop's getaddrinfo; 4 by default): lookups that
+            # hang (DNS_OPTIONS) must not hold up every new connection of the service.
+            "UV_THREADPOOL_SIZE": "16",
         })
         # As the local backend passes its environment on: SHOP_* tuning (SHOP_MAX_INFLIGHT,
         # SHOP_LOOP ...) set for chaosctl reaches the services; where they are is ours.

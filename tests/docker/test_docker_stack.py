@@ -94,6 +94,21 @@ def test_kill_then_start(docker_stack: DockerStack) -> None:
     assert "killed" in out and "payments.0" in out
     entry = next(p for p in _status(docker_stack)["processes"] if p["name"] == "payments")
     assert entry["health"] == "killed" and not entry["alive"]
+    # A stopped container's name is unknown to Docker's DNS, which forwards it upstream (none
+    # here): the services' resolv.conf bounds that lookup (1 s, one attempt), so it fails
+    # instead of holding a resolver thread for glibc's default 10 s.
+    (orders,) = docker_stack.containers("orders")
+    resolv = orders.exec_run(["cat", "/etc/resolv.conf"]).output.decode()
+    options = next((line.split()[1:] for line in resolv.splitlines()
+                    if line.startswith("options")), [])
+    assert "timeout:1" in options and "attempts:1" in options, resolv
+    probe = ("import socket, time\nt = time.monotonic()\ntry:\n"
+             "    socket.getaddrinfo('payments', 8002)\n    print('resolved')\n"
+             "except socket.gaierror as exc:\n    print('failed', exc.errno)\n"
+             "print(round(time.monotonic() - t, 2))")
+    lookup = orders.exec_run(["python", "-c", probe]).output.decode().split()
+    print(f"[docker] lookup of a killed service's name: {' '.join(lookup)} s")
+    assert lookup[0] == "failed", lookup
     docker_stack.ok("stack", "start", "payments")
     assert _healthy(docker_stack)
 
