@@ -152,27 +152,47 @@ class ResetBreakerParams(_Params):
     timeout: Duration = 45.0
     # mode reset: then watch the breakers (every one for "open") this long; one that opens
     # (again), e.g. from calls its caller began while the service was down and that fail
-    # after the reset, is reset after a short pause, until all stay closed for `settle`
-    # (fails after `timeout`). 0: reset once and return.
+    # after the reset, is reset after a short pause, until all stay closed for `settle`, or
+    # every reset one has carried SETTLE_CALLS calls without a failure (fails after
+    # `timeout`). 0: reset once and return.
     settle: Duration = Field(default=0.0, ge=0)
 
 
 SETTLE_POLL_S = 0.5
+# Calls through a reset breaker (its window starts empty at the reset), none failed: its
+# downstream answers its caller again, and waiting out the rest of `settle` proves nothing.
+SETTLE_CALLS = 5
 
 
-def _breaker_states(ctx: StepContext) -> dict[str, str]:
+def _breakers(ctx: StepContext) -> dict[str, dict[str, Any]]:
     response = ctx.http("GET", "gateway", "/status/breakers", timeout=3.0)
     if response.status_code != 200:
         raise StepFailed(f"gateway /status/breakers answered {response.status_code}")
-    return {name: str(b.get("state")) for name, b in response.json().get("breakers", {}).items()}
+    return {name: dict(b) for name, b in response.json().get("breakers", {}).items()}
+
+
+def _breaker_states(ctx: StepContext) -> dict[str, str]:
+    return {name: str(b.get("state")) for name, b in _breakers(ctx).items()}
+
+
+def _carries_calls(snapshot: dict[str, Any]) -> bool:
+    return (snapshot.get("state") == "closed" and snapshot.get("failure_rate") == 0
+            and int(snapshot.get("calls_in_window") or 0) >= SETTLE_CALLS)
 
 
 @action("reset_breaker", ResetBreakerParams, mutating=True,
         summary="close a circuit breaker once its cause is gone (reset, or wait for its probe)")
 def reset_breaker(ctx: StepContext, p: ResetBreakerParams) -> Any:
-    states = _breaker_states(ctx)
+    breakers = _breakers(ctx)
+    states = {name: str(b.get("state")) for name, b in breakers.items()}
     if p.downstream == "open":
         targets = [name for name, state in states.items() if state != "closed"]
+        if p.mode == "reset" and p.settle:
+            # With settle, also a closed breaker whose window still holds the outage's
+            # failures: a few more would open it, and an emptied window lets the calls
+            # that follow show the downstream answers (the early end of settle).
+            targets += [name for name, b in breakers.items() if name not in targets
+                        and float(b.get("failure_rate") or 0) > 0]
     else:
         targets = [p.downstream] if states.get(p.downstream, "closed") != "closed" else []
     if not targets and not (p.mode == "reset" and p.settle):
@@ -209,16 +229,22 @@ def _settle(ctx: StepContext, p: ResetBreakerParams, targets: list[str],
     it, and it then stays open its full open duration (30 s) though the cause is gone. A
     breaker seen open is reset after a pause that grows with each time (1 s, 2 s ... at most
     5 s), so a cause that persists costs a few calls per round, not a stream of them; the
-    step fails once p.timeout has passed."""
+    step fails once p.timeout has passed. It ends early once every breaker it reset has
+    carried SETTLE_CALLS calls since, none failed (under traffic, within a poll or two)."""
     resets = dict.fromkeys(targets, 1)
     deadline = started + p.timeout
     closed_since = time.monotonic()
+    settled_by = "time"
     while time.monotonic() - closed_since < p.settle:
         time.sleep(SETTLE_POLL_S)
-        states = _breaker_states(ctx)
+        breakers = _breakers(ctx)
+        states = {name: str(b.get("state")) for name, b in breakers.items()}
         watched = states if p.downstream == "open" else {p.downstream: ""}
         reopened = [t for t in watched if states.get(t, "closed") != "closed"]
         if not reopened:
+            if resets and all(_carries_calls(breakers.get(t, {})) for t in resets):
+                settled_by = "calls"
+                break
             continue
         pause = min(5.0, float(max(1, *(resets.get(t, 0) for t in reopened))))
         if time.monotonic() + pause >= deadline:
@@ -233,7 +259,8 @@ def _settle(ctx: StepContext, p: ResetBreakerParams, targets: list[str],
             resets[target] = resets.get(target, 0) + 1
         closed_since = time.monotonic()
     again = {t: n - (t in targets) for t, n in resets.items() if n - (t in targets) > 0}
-    return {"reset": targets, "settled_s": p.settle, "reset_again": again}
+    return {"reset": targets, "settled_s": round(time.monotonic() - closed_since, 1),
+            "settled_by": settled_by, "reset_again": again}
 
 
 class WaitUntilParams(_Params):

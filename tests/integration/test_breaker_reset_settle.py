@@ -71,6 +71,18 @@ def _open_the_breaker(stack: ShopStack) -> None:
              what="the payments breaker to open")
 
 
+def _open_the_breaker_without_traffic(stack: ShopStack) -> None:
+    """Orders one at a time (at most 100) until the payments breaker opens, then none."""
+    _payment_errors(stack, 1.0)
+    customer = new_customer("settle-quiet")
+    with httpx.Client(timeout=30) as client:
+        for _ in range(100):
+            client.post(f"{stack.url('gateway')}/orders", json=order_body(customer, "SKU-022"))
+            if _payments_breaker(stack) == "open":
+                return
+    pytest.fail("the payments breaker did not open after 100 orders at 100 % errors")
+
+
 def test_reopened_breaker_is_reset_again_once_the_downstream_answers(
         stack: ShopStack, traffic: None, tmp_path: Path) -> None:
     _open_the_breaker(stack)
@@ -116,7 +128,9 @@ def test_breaker_that_opens_only_after_the_check_is_reset_too(
     helper.start()
     out = reset_breaker(ctx, ResetBreakerParams(downstream="open", settle=2.0, timeout=40.0))
     helper.join(timeout=60)
-    assert out["reset"] == [] and out["reset_again"].get("payments", 0) >= 1, out
+    # Closed at the check, but with failures in its window: emptied then, reset again
+    # once it opened.
+    assert out["reset"] == ["payments"] and out["reset_again"].get("payments", 0) >= 1, out
     assert _payments_breaker(stack) == "closed"
 
 
@@ -134,6 +148,19 @@ def test_settle_without_failures_resets_once(stack: ShopStack, traffic: None,
     _open_the_breaker(stack)
     _payment_errors(stack, None)
     ctx = _context(stack, tmp_path / "home")
+    out = reset_breaker(ctx, ResetBreakerParams(downstream="payments", settle=10.0))
+    # Orders flow: the reset breaker carries calls without a failure well before 10 s.
+    assert out["reset"] == ["payments"] and out["reset_again"] == {}, out
+    assert out["settled_by"] == "calls" and out["settled_s"] < 10.0, out
+    snap = _breaker(stack)
+    assert snap["state"] == "closed" and snap["calls_in_window"] >= 5, snap
+
+
+def test_settle_without_traffic_waits_it_out(stack: ShopStack, tmp_path: Path) -> None:
+    _open_the_breaker_without_traffic(stack)
+    _payment_errors(stack, None)
+    ctx = _context(stack, tmp_path / "home")
     out = reset_breaker(ctx, ResetBreakerParams(downstream="payments", settle=1.0))
-    assert out == {"reset": ["payments"], "settled_s": 1.0, "reset_again": {}}
+    # No calls prove the downstream answers: the whole settle is watched.
+    assert out["settled_by"] == "time" and out["settled_s"] >= 1.0, out
     assert _payments_breaker(stack) == "closed"
