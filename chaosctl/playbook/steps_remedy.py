@@ -171,8 +171,12 @@ def _breakers(ctx: StepContext) -> dict[str, dict[str, Any]]:
     return {name: dict(b) for name, b in response.json().get("breakers", {}).items()}
 
 
+def _states(breakers: dict[str, dict[str, Any]]) -> dict[str, str]:
+    return {name: str(b.get("state")) for name, b in breakers.items()}
+
+
 def _breaker_states(ctx: StepContext) -> dict[str, str]:
-    return {name: str(b.get("state")) for name, b in _breakers(ctx).items()}
+    return _states(_breakers(ctx))
 
 
 def _carries_calls(snapshot: dict[str, Any]) -> bool:
@@ -184,7 +188,7 @@ def _carries_calls(snapshot: dict[str, Any]) -> bool:
         summary="close a circuit breaker once its cause is gone (reset, or wait for its probe)")
 def reset_breaker(ctx: StepContext, p: ResetBreakerParams) -> Any:
     breakers = _breakers(ctx)
-    states = {name: str(b.get("state")) for name, b in breakers.items()}
+    states = _states(breakers)
     if p.downstream == "open":
         targets = [name for name, state in states.items() if state != "closed"]
         if p.mode == "reset" and p.settle:
@@ -238,8 +242,8 @@ def _settle(ctx: StepContext, p: ResetBreakerParams, targets: list[str],
     while time.monotonic() - closed_since < p.settle:
         time.sleep(SETTLE_POLL_S)
         breakers = _breakers(ctx)
-        states = {name: str(b.get("state")) for name, b in breakers.items()}
-        watched = states if p.downstream == "open" else {p.downstream: ""}
+        states = _states(breakers)
+        watched = list(states) if p.downstream == "open" else [p.downstream]
         reopened = [t for t in watched if states.get(t, "closed") != "closed"]
         if not reopened:
             if resets and all(_carries_calls(breakers.get(t, {})) for t in resets):
