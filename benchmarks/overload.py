@@ -11,8 +11,9 @@ so the offered load is the client's and the capacity the stack's:
 
 1. capacity: orders/s (201 + 202) of a closed loop at --concurrency connections;
 2. unloaded latency: p50/p99 of an open loop at 25 % of capacity;
-3. 3x and 10x capacity offered open loop for --hold seconds each (rate x hold requests, at
-   most --connections in flight): goodput / capacity, admitted p99 / unloaded p99, refusals
+3. 1.2x, 3x and 10x capacity (--factors) offered open loop for --hold seconds each (rate x
+   hold requests, at most --connections in flight; 1.2x is the overload that arrival counts
+   cannot tell from a slow dependency): goodput / capacity, admitted p99 / unloaded p99, refusals
    (429 with Retry-After) and their p99; next to the offered rate, the rate the client
    actually sent, its scheduling lag p99 and its own CPU per request;
 4. recovery: 25 % of capacity right after each overload; the recovery time is when the last
@@ -154,7 +155,7 @@ async def measure(gateway: str, args: argparse.Namespace) -> dict:
                             "refusal_p99_ms": settled["refusal_p99_ms"]}}
 
     phases = {}
-    for factor in (3, 10):
+    for factor in args.factors:
         load = RawLoad(gateway, args.connections)
         cpu = time.process_time()
         t0 = await load.run([(factor * capacity, args.hold), (light, args.recovery_s)])
@@ -163,7 +164,7 @@ async def measure(gateway: str, args: argparse.Namespace) -> dict:
                        time.process_time() - cpu)
         phase["recovery_s"] = recovery_s(load.results, t0, args.hold, base_p99)
         phase["after"] = summary(load.results, t0, args.hold, args.hold + args.recovery_s)
-        phases[f"{factor}x"] = phase
+        phases[f"{factor:g}x"] = phase
         await asyncio.sleep(2)
 
     steady, peak = capacity / 10, 5 * capacity
@@ -395,7 +396,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="closed-loop workers of the capacity run")
     parser.add_argument("--capacity-s", type=float, default=8.0)
     parser.add_argument("--unloaded-s", type=float, default=10.0)
-    parser.add_argument("--hold", type=float, default=8.0, help="seconds of 3x and of 10x")
+    parser.add_argument("--hold", type=float, default=8.0, help="seconds of each overload")
+    parser.add_argument("--factors", default="1.2,3,10",
+                        help="the overloads, as multiples of the measured capacity [1.2,3,10]")
     parser.add_argument("--recovery-s", type=float, default=8.0)
     parser.add_argument("--spike-hold", type=int, default=10)
     parser.add_argument("--settle-s", type=float, default=1.0,
@@ -440,6 +443,12 @@ def main(argv: list[str] | None = None) -> int:
               f"uvicorn's request cycle and the app (=0), {wire['ratio']}x; rounds "
               f"{wire['rounds']}; statuses {wire['statuses']}")
         return 0
+    try:
+        args.factors = [float(f) for f in args.factors.split(",") if f.strip()]
+    except ValueError:
+        parser.error(f"--factors takes numbers like 1.2,3,10, not {args.factors!r}")
+    if not args.factors or not all(1 < f <= 20 for f in args.factors):
+        parser.error("--factors: each overload must be above 1x and at most 20x capacity")
     if any("=" not in item for item in args.env):
         parser.error("--env takes KEY=VALUE")
     if not (1 <= args.concurrency <= 256 and 0 < args.hold <= 60 and 1 <= args.spike_hold <= 60

@@ -20,6 +20,8 @@ from fastapi.responses import Response as StarletteResponse
 from shop import metrics
 from shop.downstream import Downstream
 from shop.http_client import HttpClient, Response, TransportError
+from shop.looplag import HEADER as LAG_HEADER
+from shop.looplag import parse_ms
 from shop.openapi_errors import error_responses
 from shop.orders import OrderRequest
 from shop.resilience import (
@@ -151,6 +153,10 @@ def build(settings: ShopSettings | None = None):  # noqa: ANN201
                                          json=json, headers=headers)
         except ResilienceError as exc:
             raise _error_for(exc) from exc
+        if limiter is not None:  # how much orders queues: the limit's tell (shop.looplag)
+            lag = parse_ms(response.headers.get(LAG_HEADER))
+            if lag is not None:
+                limiter.note_downstream_lag(lag)
         return _passthrough(response, replay_visible=replay_visible)
 
     @app.post("/orders", status_code=201, responses={

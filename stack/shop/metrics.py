@@ -95,6 +95,11 @@ gateway_concurrency_limit = Gauge(
     "gateway_concurrency_limit", "The gateway's adaptive concurrency limit (requests in flight)",
     multiprocess_mode="livesum",
 )
+event_loop_lag_seconds = Gauge(
+    "event_loop_lag_seconds", "Mean delay of the service's event loop over its last 0.25 s "
+    "(its own queueing: ~0 when idle or waiting on a dependency, high when CPU-bound)",
+    ["service"], multiprocess_mode="livemax",
+)
 outbox_pending = Gauge(
     "outbox_pending", "Outbox events not yet published", multiprocess_mode="livemax"
 )

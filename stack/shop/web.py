@@ -19,6 +19,7 @@ from pydantic import BeforeValidator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shop import metrics
+from shop.looplag import LoopLag
 from shop.openapi_errors import document_errors
 from shop.resilience import DEADLINE_HEADER, Deadline
 from shop.settings import ShopSettings
@@ -104,8 +105,11 @@ class ServiceMiddleware:
     CPU (issue 13, third pass).
     """
 
-    def __init__(self, app, service: str, max_bytes: int, lane: FastLane) -> None:  # noqa: ANN001
+    def __init__(self, app, service: str, max_bytes: int, lane: FastLane,  # noqa: ANN001
+                 loop_lag: LoopLag | None = None) -> None:
         self.app, self.service, self.max_bytes, self.lane = app, service, max_bytes, lane
+        # Every answer but the gateway's says how much this service queues (shop.looplag).
+        self.loop_lag = loop_lag
         # The metric children per (method, route, code), looked up once: `.labels()` took a
         # lock and built a key on every request.
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
@@ -115,7 +119,10 @@ class ServiceMiddleware:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        status = _Status(send)
+        lag = self.loop_lag
+        if lag is not None:
+            lag.start()
+        status = _Status(send, lag)
         try:
             await self._serve(scope, receive, status)
         finally:
@@ -215,14 +222,17 @@ class _Status:
     """The ASGI send of one request, remembering the status it answered with (500 until a
     response starts). The fast lane sets `code` itself and sends on `send` directly."""
 
-    __slots__ = ("code", "send")
+    __slots__ = ("code", "send", "lag")
 
-    def __init__(self, send) -> None:  # noqa: ANN001
-        self.code, self.send = 500, send
+    def __init__(self, send, lag: LoopLag | None = None) -> None:  # noqa: ANN001
+        self.code, self.send, self.lag = 500, send, lag
 
     async def __call__(self, message: dict) -> None:
         if message["type"] == "http.response.start":
             self.code = message["status"]
+            if self.lag is not None:
+                message = {**message, "headers": [*message.get("headers", ()),
+                                                  self.lag.header]}
         await self.send(message)
 
 
@@ -347,6 +357,8 @@ class FastLane:
             response = http_error_response(exc)
         if isinstance(send, _Status):  # known status: no wrapper around the two sends
             send.code = response.status_code
+            if send.lag is not None:
+                response.raw_headers.append(send.lag.header)
             send = send.send
         await response(scope, receive, send)
         return True
@@ -434,7 +446,8 @@ _NO_TELEMETRY: dict[str, Any] = (
 
 def create_app(settings: ShopSettings, health: HealthCheck, lifespan=None,  # noqa: ANN001
                every_route_errors: tuple[int, ...] = ()) -> FastAPI:
-    """The service's app with the shared endpoints and middleware.
+    """The service's app with the shared endpoints and middleware. Every service but the
+    gateway (whose callers are the shop's clients) reports its event loop lag on its answers.
 
     `every_route_errors` are statuses a service-wide middleware may answer on any route but
     /health and /metrics (the gateway's 429 from load shedding); they go into the OpenAPI.
@@ -484,7 +497,9 @@ def create_app(settings: ShopSettings, health: HealthCheck, lifespan=None,  # no
 
     app.state.fast_lane = FastLane()
     app.add_middleware(ServiceMiddleware, service=settings.service,
-                       max_bytes=settings.max_body_bytes, lane=app.state.fast_lane)
+                       max_bytes=settings.max_body_bytes, lane=app.state.fast_lane,
+                       loop_lag=None if settings.service == "gateway"
+                       else LoopLag(settings.service))
     return app
 
 

@@ -32,11 +32,18 @@ last `served_horizon_s` (plus 3 sigma of counting noise).
 Without that evidence a request past the limit is admitted (up to `max_limit`) if the
 requests in flight arrived no faster than 2x that served rate (a slow dependency piles them
 up at the usual rate, a burst faster: it stops at the limit before the arrival counts catch
-up), and the limit neither shrinks nor probes (a probe would refuse for nothing). If
-overload then meets a dependency that became slower for good, the probe re-learns the no-load
-latency as before. Requests that
-ended in a downstream failure or fallback (502/503/504, a 202 failed order) give no latency
-sample at all (Netflix's "ignore").
+up), and the limit neither shrinks nor probes (a probe would refuse for nothing).
+Counting cannot see a mild overload (1.0-1.25x what is served: within the slack, and at
+under 2x), which piles up the same way: at 1.1x capacity the stack held 64 in flight and
+answered in 0.4-1.5 s. What tells it from a slow dependency is where the requests wait: a
+downstream that queues reports its event loop lag on every answer (shop.looplag: ~100 ms
+at 1.1x, ~0.3 ms while waiting on a slow payments). While it reports a lag of at least
+`queue_lag_s` (`downstream_queueing`, and for 2 s after), nothing is admitted past the
+limit, nobody waits for a slot, and latency above tolerance is queueing: the limit is cut as
+under overload evidence. If overload then meets a dependency that became slower for good,
+the probe re-learns the no-load latency as before. Requests that ended in a downstream
+failure or fallback (502/503/504, a 202 failed order) give no latency sample at all
+(Netflix's "ignore").
 
 With evidence, a decrease is applied at once (growth is smoothed), and never leaves the limit
 above what Little's law says the window's throughput needs (completions/s x min RTT x
@@ -65,6 +72,10 @@ from .clock import Clock
 
 _BUCKET_S = 0.1  # arrivals and served requests are counted in buckets this long
 _EVIDENCE_S = 0.01  # the admission path re-reads the overload evidence at most this often
+# A downstream that reported queueing counts as queueing for this long after its last such
+# report: at a small limit its lag hovers around queue_lag_s, and each gap let a flood of
+# requests past the limit (58 in flight behind a limit of 4 at 1.5x capacity).
+_LAG_HOLD_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -84,6 +95,10 @@ class AdaptiveLimitConfig:
     load_span_s: float = 2.0  # arrivals are compared with the served rate over this span
     load_slack: float = 1.25  # overload: arrivals above this x the rate served normally
     served_horizon_s: float = 30.0  # "recently served": the best rate of this long
+    # The downstream's event loop lag (shop.looplag) from which it is queueing: measured
+    # ~0.3-0.4 ms idle or waiting on a slow dependency, 4 ms at half capacity with a slow
+    # payments, 20-100 ms at 1.1x capacity.
+    queue_lag_s: float = 0.005
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_limit <= self.max_limit:
@@ -131,6 +146,9 @@ class AdaptiveLimit:
         # in flight was admitted `inflight` admissions ago.
         self._arrived = 0
         self._admitted_at: deque[tuple[float, int]] = deque(maxlen=cfg.max_limit)
+        # The downstream's event loop lag (shop.looplag) as its last answer reported it, and
+        # the last time it reported queueing.
+        self._downstream_lag, self._queueing_at = 0.0, -math.inf
         self._published = self.limit
         if on_change is not None:
             on_change(self.limit)
@@ -247,6 +265,17 @@ class AdaptiveLimit:
             rates.pop()  # a newer, higher rate makes the older lower ones irrelevant
         rates.append((now, rate))
 
+    def note_downstream_lag(self, lag_s: float) -> None:
+        """The event loop lag an answer of the downstream reported (shop.looplag)."""
+        self._downstream_lag = lag_s
+        if lag_s >= self.config.queue_lag_s:
+            self._queueing_at = self._clock()
+
+    def downstream_queueing(self) -> bool:
+        """Is the downstream queueing: did it report a loop lag of at least `queue_lag_s` in
+        the last 2 s? Requests then wait for its CPU, not for a dependency of it."""
+        return self._clock() - self._queueing_at < _LAG_HOLD_S
+
     # -- admission ----------------------------------------------------------------------
     def try_acquire(self) -> bool:
         """One arrival: take a slot if one is free right now (nobody queued ahead), or, with
@@ -291,7 +320,7 @@ class AdaptiveLimit:
         until the evidence was in."""
         served = self.served_rate()
         admitted = self._admitted_at
-        if served is None or not admitted:
+        if served is None or not admitted or self.downstream_queueing():
             return False
         since, arrived = admitted[-min(self.inflight, len(admitted))] if self.inflight \
             else admitted[-1]
@@ -318,11 +347,13 @@ class AdaptiveLimit:
 
     def may_wait(self) -> bool:
         """After try_acquire() said no: is there room to wait? No: refuse at once. Waiting
-        is for a burst at a load the stack serves; under overload evidence a wait only
-        adds its time to the latency of a request that a slot would have taken anyway."""
+        is for a burst at a load the stack serves; under overload evidence, or behind a
+        downstream that queues, a wait only adds its time to the latency of a request that
+        a slot would have taken anyway."""
         # The evidence first: it is cached, and under overload (every refusal) it spares
         # queue_room() its served-rate scan.
-        return not self._overloaded_now() and len(self._waiters) < self.queue_room()
+        return not self._overloaded_now() and len(self._waiters) < self.queue_room() \
+            and not self.downstream_queueing()
 
     async def wait_for_slot(self) -> bool:
         """After try_acquire() said no: wait a bounded time for a slot; False: refuse."""
@@ -455,7 +486,8 @@ class AdaptiveLimit:
         # slower, not overloaded (as many arrive as are served). Only counting windows of
         # normal latency made its own rate look like overload, and the limit refused it.
         self._note_served_rate(self._clock())
-        if short > cfg.tolerance * self.long_rtt and not self.overloaded():
+        if short > cfg.tolerance * self.long_rtt and not self.overloaded() \
+                and not self.downstream_queueing():
             # Slower at the same load: a dependency, not a queue. Hold the limit (and the
             # no-load latency: at the same load a shrinking capacity looks alike, and taking
             # its queue for the new normal would let the limit grow into it).
@@ -471,7 +503,8 @@ class AdaptiveLimit:
         gradient = max(0.5, min(1.0, cfg.tolerance * self.long_rtt / short))
         target = self._limit * gradient + math.sqrt(self._limit)
         if target < self._limit:
-            # Only reached on overload evidence (see above): cut at once. Smoothed, a limit
+            # Only reached on overload evidence or a queueing downstream (see above): cut at
+            # once. Smoothed, a limit
             # of 20 took ~6 s to come down at 3x capacity, and every request admitted
             # meanwhile queued behind it (p50 160 ms against 11 ms unloaded). And no higher
             # than this window's throughput needs (Little's law), so one window reaches it.
@@ -495,4 +528,6 @@ class AdaptiveLimit:
                 "probing": self._probing, "sample_rtt_ms": ms(self.short_rtt),
                 "min_rtt_ms": ms(self.long_rtt), "min_limit": self.config.min_limit,
                 "max_limit": self.config.max_limit, "overloaded": self.overloaded(),
-                "served_rate": self.served_rate()}
+                "served_rate": self.served_rate(),
+                "downstream_lag_ms": ms(self._downstream_lag),
+                "downstream_queueing": self.downstream_queueing()}

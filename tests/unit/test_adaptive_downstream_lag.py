@@ -1,0 +1,115 @@
+"""The adaptive limit and a downstream that reports its event loop lag (shop.looplag): a mild
+overload (within the arrival-count slack) is held at the limit and cut once the downstream
+says it queues; a slow dependency, whose downstream reports an idle loop, is admitted past
+the limit as before. Driven with a fake clock and a simulated FIFO downstream."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from shop.resilience import AdaptiveLimit, AdaptiveLimitConfig, FakeClock
+
+SERVICE_S = 0.01  # the downstream serves one request per 10 ms: capacity 100/s
+
+
+def open_loop(limit: AdaptiveLimit, clock: FakeClock, rate: float, seconds: float,
+              report: str) -> tuple[list[float], int, int]:
+    """Arrivals at `rate` per s for `seconds` into a FIFO downstream of capacity 100/s.
+    `report`: what each answer says of the downstream's loop lag ("queue": the work queued
+    behind it, "idle": 0.3 ms, "none": nothing, an older service). Returns the admitted
+    requests' latencies, the refusals and the most ever in flight."""
+    free_at = clock()
+    finishing: deque[tuple[float, float]] = deque()  # (done at, admitted at)
+    latencies, refused, peak = [], 0, 0
+
+    def complete(until: float) -> None:
+        while finishing and finishing[0][0] <= until:
+            done, admitted = finishing.popleft()
+            if report == "queue":
+                limit.note_downstream_lag(max(0.0, free_at - done))
+            elif report == "idle":
+                limit.note_downstream_lag(0.0003)
+            limit.release(done - admitted)
+            latencies.append(done - admitted)
+
+    for _ in range(int(rate * seconds)):
+        clock.advance(1 / rate)
+        complete(clock())
+        if limit.try_acquire():
+            free_at = max(clock(), free_at) + SERVICE_S
+            finishing.append((free_at, clock()))
+            peak = max(peak, limit.inflight)
+        else:
+            refused += 1
+    complete(float("inf"))
+    return latencies, refused, peak
+
+
+def learnt(clock: FakeClock) -> AdaptiveLimit:
+    """A limit that has seen 100/s served (a closed loop at capacity) and light load."""
+    limit = AdaptiveLimit(AdaptiveLimitConfig(initial_limit=20, min_limit=4, max_limit=200,
+                                              probe_interval_s=1000), clock=clock)
+    for _ in range(300):  # 3 s at capacity, one at a time: the served rate and min RTT
+        assert limit.try_acquire()
+        clock.advance(SERVICE_S)
+        limit.release(SERVICE_S)
+    return limit
+
+
+def p99(values: list[float]) -> float:
+    return sorted(values)[int(len(values) * 0.99)]
+
+
+def test_a_mild_overload_is_held_at_the_limit_once_the_downstream_says_it_queues() -> None:
+    # Without the report (an older orders): 1.1x is within the counts' slack, so requests
+    # are admitted past the limit as if a dependency were slow, and the queue grows.
+    clock = FakeClock()
+    limit = learnt(clock)
+    blind, _, blind_peak = open_loop(limit, clock, 110, 10, report="none")
+    assert not limit.overloaded() and blind_peak > 60 and p99(blind) > 0.5
+
+    clock = FakeClock()
+    limit = learnt(clock)
+    latencies, refused, peak = open_loop(limit, clock, 110, 10, report="queue")
+    assert limit.downstream_queueing()
+    assert peak <= 20 and refused > 0  # never past the initial limit
+    assert limit.limit < 20  # latency above tolerance counted as queueing: cut
+    settled = latencies[len(latencies) // 5:]
+    assert p99(settled) < 0.1 < p99(blind)
+
+
+def test_a_slow_dependency_behind_an_idle_downstream_is_still_admitted_past_the_limit() -> None:
+    """15/s with every answer taking 1.5 s (22 in flight, above the limit of 20) while the
+    downstream reports an idle loop: nothing is refused and the limit does not shrink."""
+    clock = FakeClock()
+    seen: list[int] = []
+    limit = AdaptiveLimit(AdaptiveLimitConfig(initial_limit=20, min_limit=4, max_limit=200),
+                          clock=clock, rng=lambda: 0.5, on_change=seen.append)
+    finishing: deque[float] = deque()
+    for seconds, rtt in ((5, 0.02), (30, 1.5)):
+        for _ in range(seconds * 15):
+            clock.advance(1 / 15)
+            while finishing and finishing[0] <= clock():
+                finishing.popleft()
+                limit.note_downstream_lag(0.0003)
+                limit.release(rtt)
+            assert limit.try_acquire()
+            finishing.append(clock() + rtt)
+    assert not limit.downstream_queueing()
+    assert seen == [20] and limit.inflight > 20
+
+
+def test_a_report_of_queueing_holds_for_2_s_whatever_the_reports_after_it_say() -> None:
+    clock = FakeClock()
+    limit = AdaptiveLimit(clock=clock)
+    assert not limit.downstream_queueing()
+    limit.note_downstream_lag(0.004)  # below queue_lag_s (5 ms)
+    assert not limit.downstream_queueing()
+    limit.note_downstream_lag(0.02)
+    clock.advance(1.0)
+    limit.note_downstream_lag(0.0003)  # a lull at a small limit is not the end of it
+    clock.advance(0.9)
+    assert limit.downstream_queueing()
+    clock.advance(0.2)
+    assert not limit.downstream_queueing()
+    assert limit.snapshot()["downstream_lag_ms"] == 0.3
