@@ -26,6 +26,22 @@ def test_a_blocked_loop_shows_in_the_lag_and_its_header() -> None:
     assert parse_ms(text.decode()) == pytest.approx(value, abs=1e-4)
 
 
+def test_the_timer_stops_when_requests_stop_and_starts_again_with_the_next() -> None:
+    async def main() -> tuple[bool, bool, bool]:
+        lag = LoopLag("notifications")
+        lag.start()
+        for _ in range(6):  # requests every 0.1 s: measuring
+            await asyncio.sleep(0.1)
+            lag.start()
+        busy = lag.running
+        await asyncio.sleep(0.7)  # no request for more than two windows
+        idle = lag.running
+        lag.start()
+        return busy, idle, lag.running
+
+    assert asyncio.run(main()) == (True, False, True)
+
+
 @pytest.mark.parametrize(("raw", "seconds"), [
     (None, None), ("", None), ("fast", None), ("-1", None), ("nan", None), ("inf", None),
     ("0.3", 0.0003), ("12.5", 0.0125)])
