@@ -74,8 +74,12 @@ class Scenario:
 
 
 CRASH_MID_ORDER = (
-    # Slow payments (still inside the 2 s hop timeout) so orders pile up mid-flight...
-    Step("inject", "payment-latency", {"ms": 1500}, label="payments +1500 ms"),
+    # Slow payments (still inside the 2 s hop timeout) so orders pile up mid-flight: 20/s x
+    # 0.8 s = 16 at the kill, inside orders' payments bulkhead (20). At +1500 ms it took 30:
+    # the bulkhead refused a third of the orders, the success rate over 15 s fell to ~0.95
+    # just as orders was killed, and payment-degradation fired before service-down in 3 of
+    # 7 runs (0 of 5 with the old gateway: a race either way)...
+    Step("inject", "payment-latency", {"ms": 800}, label="payments +800 ms"),
     Step("wait", "", {"s": 3.0}),
     # ...then SIGKILL orders with them in flight. `service-down` rather than a bare kill:
     # it carries the run's TTL, so even a lost chaosctl cannot leave orders down.
