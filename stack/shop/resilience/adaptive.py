@@ -35,15 +35,15 @@ up at the usual rate, a burst faster: it stops at the limit before the arrival c
 up), and the limit neither shrinks nor probes (a probe would refuse for nothing).
 Counting cannot see a mild overload (1.0-1.25x what is served: within the slack, and at
 under 2x), which piles up the same way: at 1.1x capacity the stack held 64 in flight and
-answered in 0.4-1.5 s. What tells it from a slow dependency is where the requests wait: a
-downstream that queues reports its event loop lag on every answer (shop.looplag: ~100 ms
-at 1.1x, ~0.3 ms while waiting on a slow payments). While it reports a lag of at least
-`queue_lag_s` (`downstream_queueing`, and for 2 s after), nothing is admitted past the
-limit, nobody waits for a slot, and latency above tolerance is queueing: the limit is cut as
-under overload evidence. If overload then meets a dependency that became slower for good,
-the probe re-learns the no-load latency as before. Requests that ended in a downstream
-failure or fallback (502/503/504, a 202 failed order) give no latency sample at all
-(Netflix's "ignore").
+answered in 0.3-0.5 s (p50), up to 2.4 s at the onset. What tells it from a slow dependency
+is where the requests wait: a downstream that queues reports its event loop lag on every
+answer (shop.looplag: ~100 ms at 1.1x, ~0.3 ms while waiting on a slow payments). While it
+reports a lag of at least `queue_lag_s` (`downstream_queueing`, and for 2 s after), nothing
+is admitted past the limit, nobody waits for a slot, and latency above tolerance is
+queueing: the limit is cut as under overload evidence. If overload then meets a dependency
+that became slower for good, the probe re-learns the no-load latency as before. Requests
+that ended in a downstream failure or fallback (502/503/504, a 202 failed order) give no
+latency sample at all (Netflix's "ignore").
 
 With evidence, a decrease is applied at once (growth is smoothed), and never leaves the limit
 above what Little's law says the window's throughput needs (completions/s x min RTT x
@@ -504,10 +504,10 @@ class AdaptiveLimit:
         target = self._limit * gradient + math.sqrt(self._limit)
         if target < self._limit:
             # Only reached on overload evidence or a queueing downstream (see above): cut at
-            # once. Smoothed, a limit
-            # of 20 took ~6 s to come down at 3x capacity, and every request admitted
-            # meanwhile queued behind it (p50 160 ms against 11 ms unloaded). And no higher
-            # than this window's throughput needs (Little's law), so one window reaches it.
+            # once. Smoothed, a limit of 20 took ~6 s to come down at 3x capacity, and every
+            # request admitted meanwhile queued behind it (p50 160 ms against 11 ms
+            # unloaded). And no higher than this window's throughput needs (Little's law),
+            # so one window reaches it.
             new = min(target, self._needed(rate))
         else:  # growth is smoothed: slow up
             new = (1 - cfg.smoothing) * self._limit + cfg.smoothing * target
