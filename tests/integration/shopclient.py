@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 from sqlalchemy import create_engine, text
 
+from tests.integration.ledger import db_url
 from tests.integration.shopstack import ShopStack
 
 # The client contract: 201 for a completed order, 202 for one recorded but failed.
@@ -37,13 +38,10 @@ class Counts:
     stock: int | None = None
 
 
-def order_rows(stack: ShopStack) -> int:
+def order_count(stack: ShopStack) -> int:
     """Every order row in orders' database. The API lists one page of at most 1000, and the
     session's stack passes 1000 orders on some runs (a CI run failed on it)."""
-    url = stack.database_url or f"sqlite:///{stack.data_dir / 'orders.db'}"
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    engine = create_engine(url)
+    engine = create_engine(db_url(stack))
     try:
         with engine.connect() as conn:
             return int(conn.execute(text("SELECT count(*) FROM orders")).scalar_one())
@@ -60,7 +58,7 @@ def counts(stack: ShopStack, product: str | None = None) -> Counts:
         if product:
             stock = client.get(f"{stack.url('inventory')}/inventory/{product}").json()[
                 "available"]
-    return Counts(orders=order_rows(stack), charges=charges, events=events, stock=stock)
+    return Counts(orders=order_count(stack), charges=charges, events=events, stock=stock)
 
 
 def orders_of(stack: ShopStack, customer: str) -> list[dict[str, Any]]:

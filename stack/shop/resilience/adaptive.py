@@ -318,9 +318,11 @@ class AdaptiveLimit:
         Every arrival counts, refused ones too: counting only admissions let a 3x step from
         light load through at 2x the served rate (57 in flight behind a limit of 20, 400 ms)
         until the evidence was in."""
+        if self.downstream_queueing():  # first: no served-rate scan for a refusal
+            return False
         served = self.served_rate()
         admitted = self._admitted_at
-        if served is None or not admitted or self.downstream_queueing():
+        if served is None or not admitted:
             return False
         since, arrived = admitted[-min(self.inflight, len(admitted))] if self.inflight \
             else admitted[-1]
@@ -350,10 +352,10 @@ class AdaptiveLimit:
         is for a burst at a load the stack serves; under overload evidence, or behind a
         downstream that queues, a wait only adds its time to the latency of a request that
         a slot would have taken anyway."""
-        # The evidence first: it is cached, and under overload (every refusal) it spares
-        # queue_room() its served-rate scan.
-        return not self._overloaded_now() and len(self._waiters) < self.queue_room() \
-            and not self.downstream_queueing()
+        # The evidence and the downstream's lag first: both are cheap, and under overload
+        # (every refusal) they spare queue_room() its served-rate scan.
+        return not self._overloaded_now() and not self.downstream_queueing() \
+            and len(self._waiters) < self.queue_room()
 
     async def wait_for_slot(self) -> bool:
         """After try_acquire() said no: wait a bounded time for a slot; False: refuse."""
