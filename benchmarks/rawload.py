@@ -10,6 +10,10 @@ Open loop: request i is due at start + i / rate whatever happened to earlier one
 exactly `sum(rate x seconds)` requests, at most `connections` in flight; a request due while
 every connection is busy waits for one, and that wait is recorded (`lag_s`), so a client that
 cannot keep up shows it instead of quietly offering less. Loopback only.
+
+`drop_when_busy=True` makes the client an oracle admission limit instead: a request due while
+every connection is busy is not sent at all (counted in `dropped`), so at most `connections`
+are in flight and a refusal costs the server nothing (benchmarks/overload_ceiling.py).
 """
 
 from __future__ import annotations
@@ -94,7 +98,8 @@ class RawLoad:
     """Open-loop segments of (rate per s, seconds) against one loopback HTTP server."""
 
     def __init__(self, url: str, connections: int = 256,
-                 make_request: Callable[[str, int, int], bytes] = order_bytes) -> None:
+                 make_request: Callable[[str, int, int], bytes] = order_bytes,
+                 drop_when_busy: bool = False) -> None:
         scheme, _, rest = url.partition("://")
         host, _, port = rest.rstrip("/").partition(":")
         if scheme != "http" or not ipaddress.ip_address(host).is_loopback:
@@ -103,6 +108,8 @@ class RawLoad:
             raise ValueError("need 1 <= connections <= 2000")
         self.host, self.port, self.connections = host, int(port), connections
         self.make_request = make_request
+        self.drop_when_busy = drop_when_busy
+        self.dropped = 0
         self.results: list[Result] = []
         self._idle: deque[_Conn] = deque()
         self._free = asyncio.Event()
@@ -113,6 +120,9 @@ class RawLoad:
         return conn
 
     async def _one(self, due: float, data: bytes) -> None:
+        if self.drop_when_busy and not self._idle:
+            self.dropped += 1
+            return
         while not self._idle:
             self._free.clear()
             await self._free.wait()
