@@ -76,7 +76,7 @@ class ShopEnv(BaseSettings):
     early_shed: Switch = True
     max_inflight: int = Field(200, ge=1, le=100_000)
     min_inflight: int = Field(4, ge=1, le=100_000)
-    initial_inflight: int = Field(20, ge=1, le=100_000)
+    initial_inflight: int = Field(8, ge=1, le=100_000)
     limit_tolerance: float = Field(1.5, ge=1, le=10)
     max_queue_ms: float = Field(50.0, ge=0, le=10_000)
     breaker_open_s: Seconds = 30.0
@@ -161,7 +161,7 @@ class ShopSettings:
     adaptive_limit: bool = True
     max_inflight: int = 200
     min_inflight: int = 4
-    initial_inflight: int = 20
+    initial_inflight: int = 8
     limit_tolerance: float = 1.5
     max_queue_s: float = 0.05
     breaker_open_s: float = 30.0

@@ -80,7 +80,7 @@ _LAG_HOLD_S = 2.0
 
 @dataclass(frozen=True)
 class AdaptiveLimitConfig:
-    initial_limit: int = 20
+    initial_limit: int = 8
     min_limit: int = 4
     max_limit: int = 200
     tolerance: float = 1.5  # latency up to this x the no-load estimate still lets it grow
