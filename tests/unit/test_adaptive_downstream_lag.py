@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import deque
 
+import pytest
 from shop.resilience import AdaptiveLimit, AdaptiveLimitConfig, FakeClock
 
 SERVICE_S = 0.01  # the downstream serves one request per 10 ms: capacity 100/s
@@ -113,3 +114,32 @@ def test_a_report_of_queueing_holds_for_2_s_whatever_the_reports_after_it_say() 
     clock.advance(0.2)
     assert not limit.downstream_queueing()
     assert limit.snapshot()["downstream_lag_ms"] == 0.3
+
+
+def test_queueing_once_reported_lasts_while_the_lag_stays_above_the_clear_level() -> None:
+    """Behind a small limit a mild overload keeps orders' lag at 2-5 ms: below the 5 ms that
+    starts "queueing", above the 2.5 ms that ends it. Such reports neither start it nor let it
+    lapse; only a lag below 2.5 ms for 2 s ends it."""
+    clock = FakeClock()
+    limit = AdaptiveLimit(clock=clock)
+    for _ in range(30):  # 3 s at 3-4 ms, never queueing before: nothing starts
+        clock.advance(0.1)
+        limit.note_downstream_lag(0.0035)
+    assert not limit.downstream_queueing()
+    limit.note_downstream_lag(0.02)
+    for _ in range(100):  # 10 s at 2.6-4.9 ms after it: still queueing
+        clock.advance(0.1)
+        limit.note_downstream_lag(0.0026 if int(clock() * 10) % 2 else 0.0049)
+        assert limit.downstream_queueing()
+    for _ in range(19):  # the overload ends: idle lag
+        clock.advance(0.1)
+        limit.note_downstream_lag(0.0004)
+    assert limit.downstream_queueing()
+    clock.advance(0.2)
+    limit.note_downstream_lag(0.0004)
+    assert not limit.downstream_queueing()
+
+
+def test_a_clear_level_above_the_queueing_level_is_refused() -> None:
+    with pytest.raises(ValueError, match="queue_clear_lag_s"):
+        AdaptiveLimitConfig(queue_lag_s=0.005, queue_clear_lag_s=0.006)

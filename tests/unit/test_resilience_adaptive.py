@@ -479,3 +479,27 @@ def test_bad_bounds_are_refused() -> None:
         AdaptiveLimitConfig(tolerance=0.5)
     with pytest.raises(ValueError):
         AdaptiveLimitConfig(load_slack=0.9)
+
+
+def test_a_probe_while_the_downstream_queues_does_not_learn_the_queue_as_no_load() -> None:
+    """The same probe under overload, but orders reports a busy event loop (10 ms): the
+    probe's latency is its own queue (on one core, 4 in flight answered in 18 ms against
+    6 ms unloaded), so the no-load latency stays and the limit does not grow on it."""
+    clock = FakeClock()
+    limit = AdaptiveLimit(AdaptiveLimitConfig(initial_limit=20, min_limit=4), clock=clock,
+                          rng=lambda: 0.5)
+    run_windows(limit, clock, 0.006, windows=4)
+    assert limit.long_rtt == pytest.approx(0.006)
+    probes = 0
+    for _ in range(200):  # 50 s of windows: four or five probes
+        limit.note_downstream_lag(0.01)
+        run_windows(limit, clock, 0.018, windows=1, arrivals=OVERLOAD)
+        probes += limit.probing
+    assert probes and limit.long_rtt == pytest.approx(0.006)
+    assert limit.limit <= 5
+    # Orders idle again and the latency still 18 ms: a slower dependency, learnt.
+    clock.advance(2.5)
+    for _ in range(200):
+        limit.note_downstream_lag(0.0003)
+        run_windows(limit, clock, 0.018, windows=1, arrivals=OVERLOAD)
+    assert limit.long_rtt == pytest.approx(0.018)

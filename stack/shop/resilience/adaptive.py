@@ -11,7 +11,8 @@ stack is refused for nothing. This limit follows the latency of the requests it 
   is the new min RTT. Measured at low concurrency, it cannot learn that a queue is normal;
   a dependency that really became slower (a latency fault) is learnt at the next probe. A
   window whose peak concurrency stayed at `min_limit` or below is such a measurement by
-  itself (no probe under light load).
+  itself (no probe under light load). Neither raises the min RTT while the downstream
+  reports queueing (below): at `min_limit` on a saturated core that is the queue's latency.
 - every window (at least `window_s` and `min_samples` completions) the window's average
   latency (the sample RTT) is compared with it: gradient = clamp(tolerance x min RTT /
   sample RTT, 0.5, 1); new limit = limit x gradient + sqrt(limit) headroom, smoothed,
@@ -38,7 +39,9 @@ under 2x), which piles up the same way: at 1.1x capacity the stack held 64 in fl
 answered in 0.3-0.5 s (p50), up to 2.4 s at the onset. What tells it from a slow dependency
 is where the requests wait: a downstream that queues reports its event loop lag on every
 answer (shop.looplag: ~100 ms at 1.1x, ~0.3 ms while waiting on a slow payments). While it
-reports a lag of at least `queue_lag_s` (`downstream_queueing`, and for 2 s after), nothing
+reports a lag of at least `queue_lag_s` (`downstream_queueing`, and for 2 s after; once
+queueing, reports down to `queue_clear_lag_s` keep it so: behind a small limit the lag of a
+mild overload hovers just below `queue_lag_s`), nothing
 is admitted past the limit, nobody waits for a slot, and latency above tolerance is
 queueing: the limit is cut as under overload evidence. If overload then meets a dependency
 that became slower for good, the probe re-learns the no-load latency as before. Requests
@@ -99,6 +102,10 @@ class AdaptiveLimitConfig:
     # ~0.3-0.4 ms idle or waiting on a slow dependency, 4 ms at half capacity with a slow
     # payments, 20-100 ms at 1.1x capacity.
     queue_lag_s: float = 0.005
+    # ...and below which it has stopped (hysteresis): behind a limit of 4 at 1.2x capacity
+    # orders reported 2-5 ms, so without it the hold lapsed every few seconds and each
+    # lapse let a flood past the limit (13 in flight behind 4, p99 0.26 s in that second).
+    queue_clear_lag_s: float = 0.0025
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_limit <= self.max_limit:
@@ -107,6 +114,8 @@ class AdaptiveLimitConfig:
             raise ValueError("need tolerance >= 1, 0 < smoothing <= 1, max_queue_s >= 0")
         if self.load_span_s <= 0 or self.load_slack < 1 or self.served_horizon_s <= 0:
             raise ValueError("need load_span_s > 0, load_slack >= 1, served_horizon_s > 0")
+        if not 0 <= self.queue_clear_lag_s <= self.queue_lag_s:
+            raise ValueError("need 0 <= queue_clear_lag_s <= queue_lag_s")
 
 
 class AdaptiveLimit:
@@ -268,12 +277,14 @@ class AdaptiveLimit:
     def note_downstream_lag(self, lag_s: float) -> None:
         """The event loop lag an answer of the downstream reported (shop.looplag)."""
         self._downstream_lag = lag_s
-        if lag_s >= self.config.queue_lag_s:
+        if lag_s >= self.config.queue_lag_s or (lag_s >= self.config.queue_clear_lag_s
+                                                and self.downstream_queueing()):
             self._queueing_at = self._clock()
 
     def downstream_queueing(self) -> bool:
         """Is the downstream queueing: did it report a loop lag of at least `queue_lag_s` in
-        the last 2 s? Requests then wait for its CPU, not for a dependency of it."""
+        the last 2 s (once it is, of at least `queue_clear_lag_s`)? Requests then wait for
+        its CPU, not for a dependency of it."""
         return self._clock() - self._queueing_at < _LAG_HOLD_S
 
     # -- admission ----------------------------------------------------------------------
@@ -448,7 +459,7 @@ class AdaptiveLimit:
             if peak <= self.config.min_limit and peak < limit_before:
                 # Light load (not held down by the limit) measures the no-load latency by
                 # itself: no probe needed.
-                self.long_rtt = short
+                self._relearn(short)
                 self._schedule_probe(now)
             elif now >= self._next_probe:
                 if self.overloaded():
@@ -464,13 +475,21 @@ class AdaptiveLimit:
     def _end_probe(self, now: float) -> None:
         if self._probe_rtts:
             self._probe_rtts.sort()
-            self.long_rtt = self._probe_rtts[len(self._probe_rtts) // 2]
+            self._relearn(self._probe_rtts[len(self._probe_rtts) // 2])
         self._probing = False
         self.epoch += 1
         self._schedule_probe(now)
         self._window_start, self._window_sum, self._window_n = now, 0.0, 0
         self._window_peak = self.inflight
         self._publish()
+
+    def _relearn(self, rtt_s: float) -> None:
+        """A probe's (or a light window's) latency as the new no-load latency, unless it is
+        higher while the downstream is queueing: on one core, 4 in flight behind a limit of
+        4 at 1.5x capacity answered in 18 ms against 6 ms unloaded; learning that let the
+        limit double and p99 rise to 3x. A slower dependency (an idle downstream) is learnt."""
+        if self.long_rtt is None or rtt_s <= self.long_rtt or not self.downstream_queueing():
+            self.long_rtt = rtt_s
 
     def _schedule_probe(self, now: float) -> None:
         jitter = 0.8 + 0.4 * self._rng()  # probes of several replicas do not line up
