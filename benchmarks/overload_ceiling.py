@@ -58,11 +58,13 @@ async def _oracle_phase(gateway: str, pids: list[int], rate: float, limit: int,
     used = _stack_cpu(pids) - before
     load.close()
     admitted = [r for r in load.results if r.status in RECORDED]
+    lags = [r.lag_s * 1000 for r in load.results]
     settled = sorted(r.latency_s * 1000 for r in admitted if r.due - t0 >= args.settle_s)
     span = max(args.hold - args.settle_s, 1e-9)
     return {"goodput": round(len(settled) / span, 1),
             "p50_ms": _pct(settled, 50), "p99_ms": _pct(settled, 99),
             "other": sum(1 for r in load.results if r.status not in RECORDED),
+            "client_lag_p99_ms": _pct(lags, 99),
             "dropped_by_client": load.dropped,
             "stack_cpu_ms_per_order": round(used / max(len(admitted), 1) * 1000, 3),
             "stack_cpu_share": round(used / elapsed, 3)}
@@ -71,9 +73,13 @@ async def _oracle_phase(gateway: str, pids: list[int], rate: float, limit: int,
 async def measure(gateway: str, pids: list[int], args: argparse.Namespace) -> dict:
     warm = RawLoad(gateway)
     await warm.closed(8, 2.0, max_requests=200)  # connections, SQLite pages, lazy imports
-    before, t = _stack_cpu(pids), time.monotonic()
     capacity, runs, refused = await closed_capacity(gateway, args)
-    cap_cpu = (_stack_cpu(pids) - before) / max(capacity * (time.monotonic() - t), 1e-9)
+    # CPU per order at capacity: one more closed-loop run, its answered orders counted
+    probe = RawLoad(gateway)
+    before = _stack_cpu(pids)
+    await probe.closed(args.concurrency, args.capacity_s / 3)
+    served = sum(1 for r in probe.results if r.status in RECORDED)
+    cap_cpu = (_stack_cpu(pids) - before) / max(served, 1)
     base = RawLoad(gateway, 64)
     await base.run([(max(1.0, 0.25 * capacity), args.unloaded_s)])
     base.close()
@@ -92,7 +98,8 @@ async def measure(gateway: str, pids: list[int], args: argparse.Namespace) -> di
                 cells.setdefault(f"{factor:g}x", {}).setdefault(str(limit), []).append(phase)
                 if args.progress:
                     print(f"  round {round_no + 1} {factor:g}x L={limit}: goodput "
-                          f"{phase['goodput']}/s, p99 {phase['p99_ms']} ms", file=sys.stderr,
+                          f"{phase['goodput']}/s, p99 {phase['p99_ms']} ms, client lag p99 "
+                          f"{phase['client_lag_p99_ms']} ms", file=sys.stderr,
                           flush=True)
     base_p99 = unloaded["p99_ms"]
     table: dict[str, dict[str, dict]] = {}
@@ -100,21 +107,23 @@ async def measure(gateway: str, pids: list[int], args: argparse.Namespace) -> di
     for factor, by_limit in cells.items():
         table[factor] = {}
         for limit, phases in by_limit.items():
-            if any(p["p99_ms"] is None for p in phases):
-                raise SystemExit(f"overload_ceiling: no order succeeded at {factor} with "
-                                 f"L={limit}; see the rounds above")
-            med = {key: statistics.median(p[key] for p in phases)
-                   for key in ("goodput", "p50_ms", "p99_ms", "stack_cpu_ms_per_order")}
+            judged = [p for p in phases if p["p99_ms"] is not None]
+            if not judged:  # not one admitted order after the settling second, any round
+                table[factor][limit] = {"failed": True, "rounds": phases}
+                continue
+            med = {key: statistics.median(p[key] for p in judged)
+                   for key in ("p50_ms", "p99_ms", "stack_cpu_ms_per_order")}
+            med["goodput"] = statistics.median(p["goodput"] for p in phases)  # 0 counts too
             table[factor][limit] = {
                 **{k: round(v, 3 if k.startswith("stack") else 1) for k, v in med.items()},
                 "goodput_vs_capacity": round(med["goodput"] / capacity, 3),
                 "p99_vs_unloaded": round(med["p99_ms"] / base_p99, 2),
                 "cpu_vs_capacity_run": round(med["stack_cpu_ms_per_order"] / (cap_cpu * 1000), 2),
-                "rounds": phases}
-        within = [(row["goodput_vs_capacity"], limit) for limit, row in table[factor].items()
-                  if row["p99_vs_unloaded"] <= 2.0]
-        best[factor] = ({"limit": int(max(within)[1]), "goodput_vs_capacity": max(within)[0]}
-                        if within else None)
+                "rounds_without_orders": len(phases) - len(judged), "rounds": phases}
+        within = [(row["goodput_vs_capacity"], int(limit)) for limit, row in table[factor].items()
+                  if not row.get("failed") and row["p99_vs_unloaded"] <= 2.0]
+        top = max(within, default=None)
+        best[factor] = {"limit": top[1], "goodput_vs_capacity": top[0]} if top else None
     return {"capacity_rps": round(capacity, 1), "capacity_runs": runs,
             "capacity_refused": refused,
             "capacity_stack_cpu_ms_per_order": round(cap_cpu * 1000, 3),
@@ -131,11 +140,19 @@ def render(r: dict) -> list[str]:
              "  /capacity run"]
     for factor, by_limit in r["oracle"].items():
         for limit, row in sorted(by_limit.items(), key=lambda kv: int(kv[0])):
+            if row.get("failed"):
+                lines.append(f"{factor:>6} {limit:>3}  no admitted order in any round")
+                continue
             lines.append(f"{factor:>6} {limit:>3} {row['goodput']:8.1f} "
                          f"{row['goodput_vs_capacity']:10.2f}x {row['p50_ms']:8.1f} "
                          f"{row['p99_ms']:8.1f} {row['p99_vs_unloaded']:9.2f}x "
                          f"{row['stack_cpu_ms_per_order']:13.3f} "
                          f"{row['cpu_vs_capacity_run']:13.2f}x")
+    lags = [p["client_lag_p99_ms"] for by_limit in r["oracle"].values()
+            for row in by_limit.values() for p in row["rounds"] if p["client_lag_p99_ms"]]
+    if lags:
+        lines.append(f"client lag p99, worst phase: {max(lags)} ms (the client kept its "
+                     f"schedule if this is a few ms)")
     for factor, best in r["best_within_2x_p99"].items():
         lines.append(f"{factor}: " + (f"best L within 2x unloaded p99 is {best['limit']}: "
                                       f"goodput {best['goodput_vs_capacity']:.2f}x capacity"

@@ -40,11 +40,13 @@ answered in 0.3-0.5 s (p50), up to 2.4 s at the onset. What tells it from a slow
 is where the requests wait: a downstream that queues reports its event loop lag on every
 answer (shop.looplag: ~100 ms at 1.1x, ~0.3 ms while waiting on a slow payments). While it
 reports a lag of at least `queue_lag_s` (`downstream_queueing`, and for 2 s after; once
-queueing, reports down to `queue_clear_lag_s` keep it so: behind a small limit the lag of a
-mild overload hovers just below `queue_lag_s`), nothing
+queueing, reports down to `queue_clear_lag_s` keep it so for up to 10 s after the last one of
+`queue_lag_s`: behind a small limit the lag of a mild overload hovers just below it), nothing
 is admitted past the limit, nobody waits for a slot, and latency above tolerance is
 queueing: the limit is cut as under overload evidence. If overload then meets a dependency
-that became slower for good, the probe re-learns the no-load latency as before. Requests
+that became slower for good, the probe re-learns the no-load latency once the downstream
+has stopped reporting queueing (while it does, a probe may lower the no-load latency but not
+raise it: at `min_limit` on a saturated core it measures the queue). Requests
 that ended in a downstream failure or fallback (502/503/504, a 202 failed order) give no
 latency sample at all (Netflix's "ignore").
 
@@ -79,6 +81,10 @@ _EVIDENCE_S = 0.01  # the admission path re-reads the overload evidence at most 
 # report: at a small limit its lag hovers around queue_lag_s, and each gap let a flood of
 # requests past the limit (58 in flight behind a limit of 4 at 1.5x capacity).
 _LAG_HOLD_S = 2.0
+# Reports between queue_clear_lag_s and queue_lag_s keep queueing that started, but only for
+# this long after the last report of queue_lag_s or more: a slow payments at half capacity
+# reported ~4 ms, so one burst above 5 ms must not latch it for the whole incident.
+_LAG_EXTEND_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -114,8 +120,8 @@ class AdaptiveLimitConfig:
             raise ValueError("need tolerance >= 1, 0 < smoothing <= 1, max_queue_s >= 0")
         if self.load_span_s <= 0 or self.load_slack < 1 or self.served_horizon_s <= 0:
             raise ValueError("need load_span_s > 0, load_slack >= 1, served_horizon_s > 0")
-        if not 0 <= self.queue_clear_lag_s <= self.queue_lag_s:
-            raise ValueError("need 0 <= queue_clear_lag_s <= queue_lag_s")
+        if not 0 < self.queue_clear_lag_s <= self.queue_lag_s:
+            raise ValueError("need 0 < queue_clear_lag_s <= queue_lag_s")
 
 
 class AdaptiveLimit:
@@ -158,6 +164,7 @@ class AdaptiveLimit:
         # The downstream's event loop lag (shop.looplag) as its last answer reported it, and
         # the last time it reported queueing.
         self._downstream_lag, self._queueing_at = 0.0, -math.inf
+        self._lagged_at = -math.inf  # the last report of queue_lag_s or more
         self._published = self.limit
         if on_change is not None:
             on_change(self.limit)
@@ -277,14 +284,17 @@ class AdaptiveLimit:
     def note_downstream_lag(self, lag_s: float) -> None:
         """The event loop lag an answer of the downstream reported (shop.looplag)."""
         self._downstream_lag = lag_s
-        if lag_s >= self.config.queue_lag_s or (lag_s >= self.config.queue_clear_lag_s
-                                                and self.downstream_queueing()):
-            self._queueing_at = self._clock()
+        if lag_s >= self.config.queue_lag_s:
+            self._queueing_at = self._lagged_at = self._clock()
+        elif lag_s >= self.config.queue_clear_lag_s and self.downstream_queueing():
+            now = self._clock()
+            if now - self._lagged_at < _LAG_EXTEND_S:
+                self._queueing_at = now
 
     def downstream_queueing(self) -> bool:
         """Is the downstream queueing: did it report a loop lag of at least `queue_lag_s` in
-        the last 2 s (once it is, of at least `queue_clear_lag_s`)? Requests then wait for
-        its CPU, not for a dependency of it."""
+        the last 2 s (once it is, of at least `queue_clear_lag_s`, for up to 10 s after the
+        last `queue_lag_s`)? Requests then wait for its CPU, not for a dependency of it."""
         return self._clock() - self._queueing_at < _LAG_HOLD_S
 
     # -- admission ----------------------------------------------------------------------
