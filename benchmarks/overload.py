@@ -42,6 +42,8 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -357,6 +359,40 @@ def pin(stack: object, cpus: set[int], nice: int | None = None,
     return [proc.pid for proc in procs.values()]
 
 
+def check_nice(parser: argparse.ArgumentParser, flag: str, value: int | None) -> None:
+    """A --nice-like flag: -20..19, and below this process's priority only as root."""
+    if value is None:
+        return
+    if not -20 <= value <= 19:
+        parser.error(f"{flag} takes -20..19")
+    if value < os.getpriority(os.PRIO_PROCESS, 0) and os.geteuid() != 0:
+        parser.error(f"{flag} below the current priority needs root")
+
+
+@contextmanager
+def placed(stack: object, stack_cpus: set[int], client_cpus: set[int], nice: int | None,
+           gateway_cpus: set[int] | None = None, gateway_nice: int | None = None
+           ) -> Iterator[list[int]]:
+    """The stack's processes pinned (see pin) and this client onto `client_cpus` at `nice`,
+    after the stack started (its processes would inherit ours); yields the stack's pids.
+    Without both CPU sets only priorities change. This process's CPUs and priority are
+    restored on the way out."""
+    own_cpus, own_nice = os.sched_getaffinity(0), os.getpriority(os.PRIO_PROCESS, 0)
+    try:
+        if client_cpus and stack_cpus:
+            pids = pin(stack, stack_cpus, nice, gateway_cpus, gateway_nice)
+            os.sched_setaffinity(0, client_cpus)
+        else:
+            pids = pin(stack, set(), nice, None, gateway_nice)
+        if nice is not None:
+            pin_pid(os.getpid(), None, nice)
+        yield pids
+    finally:
+        os.sched_setaffinity(0, own_cpus)
+        if nice is not None:
+            pin_pid(os.getpid(), None, own_nice)
+
+
 def render(name: str, r: dict) -> list[str]:
     u = r["unloaded"]
     lines = [f"== {name}: capacity {r['capacity_rps']} orders/s (closed loop, median of "
@@ -463,12 +499,8 @@ def main(argv: list[str] | None = None) -> int:
                      "0 or 0,1")
     if not (stack_cpus | client_cpus | gateway_cpus) <= set(cpus):
         parser.error(f"CPUs must be among {cpus}")
-    own_nice = os.getpriority(os.PRIO_PROCESS, 0)
-    for flag, value in (("--nice", args.nice), ("--gateway-nice", args.gateway_nice)):
-        if value is not None and not -20 <= value <= 19:
-            parser.error(f"{flag} takes -20..19")
-        if value is not None and value < own_nice and os.geteuid() != 0:
-            parser.error(f"{flag} below the current priority needs root")
+    check_nice(parser, "--nice", args.nice)
+    check_nice(parser, "--gateway-nice", args.gateway_nice)
     extra = dict(item.split("=", 1) for item in args.env)
     configs = {"adaptive": {"SHOP_ADAPTIVE_LIMIT": "1", **extra}}
     if args.compare_static:
@@ -478,28 +510,19 @@ def main(argv: list[str] | None = None) -> int:
         ns = argparse.Namespace(gateway=None, stack_env=env)
         stack, gateway = _start(ns)
         try:
-            if client_cpus and stack_cpus:
-                # after the start: its processes inherit ours
-                pin(stack, stack_cpus, args.nice, gateway_cpus, args.gateway_nice)
-                os.sched_setaffinity(0, client_cpus)
-            elif args.nice is not None or args.gateway_nice is not None:
-                pin(stack, set(), args.nice, None, args.gateway_nice)
-            if args.nice is not None:
-                pin_pid(os.getpid(), None, args.nice)
-            loop = new_loop()
-            try:
-                results[name] = loop.run_until_complete(measure(gateway, args))
-            finally:
-                loop.close()
+            with placed(stack, stack_cpus, client_cpus, args.nice, gateway_cpus,
+                        args.gateway_nice):
+                loop = new_loop()
+                try:
+                    results[name] = loop.run_until_complete(measure(gateway, args))
+                finally:
+                    loop.close()
             results[name]["loadavg"] = [round(x, 2) for x in os.getloadavg()]
             results[name]["cpus"] = {"stack": sorted(stack_cpus), "client": sorted(client_cpus),
                                      "gateway": sorted(gateway_cpus or stack_cpus)}
             results[name]["nice"] = args.nice
             results[name]["gateway_nice"] = args.gateway_nice
         finally:
-            os.sched_setaffinity(0, set(cpus))
-            if args.nice is not None:
-                pin_pid(os.getpid(), None, own_nice)
             _stop(stack)
         if not args.json:
             print("\n".join(render(f"{name} {env or ''}", results[name])), flush=True)

@@ -36,13 +36,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from orders_throughput import _start, _stop, cpu_seconds  # noqa: E402
-from overload import RECORDED, _cpus, closed_capacity, percentile, pin, pin_pid  # noqa: E402
+from overload import RECORDED, _cpus, _ms, check_nice, closed_capacity, placed  # noqa: E402
 from rawload import RawLoad, new_loop  # noqa: E402
-
-
-def _pct(values: list[float], q: float) -> float | None:
-    value = percentile(values, q)
-    return None if value is None else round(value, 2)
 
 
 def _stack_cpu(pids: list[int]) -> float:
@@ -58,13 +53,13 @@ async def _oracle_phase(gateway: str, pids: list[int], rate: float, limit: int,
     used = _stack_cpu(pids) - before
     load.close()
     admitted = [r for r in load.results if r.status in RECORDED]
-    lags = [r.lag_s * 1000 for r in load.results]
-    settled = sorted(r.latency_s * 1000 for r in admitted if r.due - t0 >= args.settle_s)
+    lags = [r.lag_s for r in load.results]
+    settled = [r.latency_s for r in admitted if r.due - t0 >= args.settle_s]
     span = max(args.hold - args.settle_s, 1e-9)
     return {"goodput": round(len(settled) / span, 1),
-            "p50_ms": _pct(settled, 50), "p99_ms": _pct(settled, 99),
+            "p50_ms": _ms(settled, 50), "p99_ms": _ms(settled, 99),
             "other": sum(1 for r in load.results if r.status not in RECORDED),
-            "client_lag_p99_ms": _pct(lags, 99),
+            "client_lag_p99_ms": _ms(lags, 99),
             "dropped_by_client": load.dropped,
             "stack_cpu_ms_per_order": round(used / max(len(admitted), 1) * 1000, 3),
             "stack_cpu_share": round(used / elapsed, 3)}
@@ -83,8 +78,8 @@ async def measure(gateway: str, pids: list[int], args: argparse.Namespace) -> di
     base = RawLoad(gateway, 64)
     await base.run([(max(1.0, 0.25 * capacity), args.unloaded_s)])
     base.close()
-    light = sorted(r.latency_s * 1000 for r in base.results if r.status in RECORDED)
-    unloaded = {"p50_ms": _pct(light, 50), "p99_ms": _pct(light, 99)}
+    light = [r.latency_s for r in base.results if r.status in RECORDED]
+    unloaded = {"p50_ms": _ms(light, 50), "p99_ms": _ms(light, 99)}
     if unloaded["p99_ms"] is None:
         raise SystemExit("overload_ceiling: no order succeeded at 25 % of capacity; is the "
                          "stack healthy?")
@@ -218,28 +213,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--stack-cpus and --client-cpus take CPU numbers like 0 or 0,1")
     if not stack_cpus or not client_cpus or not (stack_cpus | client_cpus) <= set(cpus):
         parser.error(f"--stack-cpus and --client-cpus take CPUs among {cpus}")
-    if args.nice is not None and not -20 <= args.nice <= 19:
-        parser.error("--nice takes -20..19")
-    own_nice = os.getpriority(os.PRIO_PROCESS, 0)
-    if args.nice is not None and args.nice < own_nice and os.geteuid() != 0:
-        parser.error("--nice below the current priority needs root")
+    check_nice(parser, "--nice", args.nice)
     args.progress = not args.json
     env = {"SHOP_ADAPTIVE_LIMIT": "0", **dict(item.split("=", 1) for item in args.env)}
     stack, gateway = _start(argparse.Namespace(gateway=None, stack_env=env))
     try:
-        pids = pin(stack, stack_cpus, args.nice)
-        os.sched_setaffinity(0, client_cpus)
-        if args.nice is not None:
-            pin_pid(os.getpid(), None, args.nice)
-        loop = new_loop()
-        try:
-            result = loop.run_until_complete(measure(gateway, pids, args))
-        finally:
-            loop.close()
+        with placed(stack, stack_cpus, client_cpus, args.nice) as pids:
+            loop = new_loop()
+            try:
+                result = loop.run_until_complete(measure(gateway, pids, args))
+            finally:
+                loop.close()
     finally:
-        os.sched_setaffinity(0, set(cpus))
-        if args.nice is not None:
-            pin_pid(os.getpid(), None, own_nice)
         _stop(stack)
     result.update(loadavg=[round(x, 2) for x in os.getloadavg()], env=env, nice=args.nice,
                   cpus={"stack": sorted(stack_cpus), "client": sorted(client_cpus)})

@@ -286,9 +286,9 @@ class AdaptiveLimit:
         self._downstream_lag = lag_s
         if lag_s >= self.config.queue_lag_s:
             self._queueing_at = self._lagged_at = self._clock()
-        elif lag_s >= self.config.queue_clear_lag_s and self.downstream_queueing():
+        elif lag_s >= self.config.queue_clear_lag_s:  # keeps queueing on, within its bounds
             now = self._clock()
-            if now - self._lagged_at < _LAG_EXTEND_S:
+            if now - self._queueing_at < _LAG_HOLD_S and now - self._lagged_at < _LAG_EXTEND_S:
                 self._queueing_at = now
 
     def downstream_queueing(self) -> bool:
